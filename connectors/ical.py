@@ -1,0 +1,302 @@
+"""iCalendar <-> worker.model conversion shared by the vdir and CalDAV connectors.
+
+Parsing is defensive: one unreadable object raises DataError naming the object (never its
+content) and the caller skips it. Recurrences are expanded here, locally, with
+recurring-ical-events, so behaviour is the same on every server; expansion is bounded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+import icalendar
+import recurring_ical_events
+from icalendar import Alarm, Calendar, Todo
+from icalendar import Event as VEvent
+
+from worker.errors import DataError
+from worker.model import Attendee, Event, EventStatus, ItemKind, Managed, Reminder, ReminderKey, Window
+
+PRODID = "-//callsheet//reminders//EN"
+KEY_PROP = "X-CALLSHEET-KEY"
+REASON_PROP = "X-CALLSHEET-REASON"
+CLIENT_PROP = "X-CALLSHEET-CLIENT"
+HASH_PROP = "X-CALLSHEET-HASH"
+UID_PREFIX = "callsheet-"
+# At most this many occurrences of one object are expanded: a FREQ=SECONDLY rule or a
+# COUNT of a billion must not hang a pass.
+MAX_OCCURRENCES = 5000
+_FAST_FREQS = {"SECONDLY", "MINUTELY"}
+
+
+def uid_for(key: str) -> str:
+    return f"{UID_PREFIX}{key}"
+
+
+def _aware(value: datetime, tz: tzinfo) -> datetime:
+    return value.replace(tzinfo=tz) if value.tzinfo is None else value
+
+
+def _rid_text(value: Any, tz: tzinfo) -> str:
+    dt = getattr(value, "dt", value)
+    if isinstance(dt, datetime):
+        return _aware(dt, tz).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if isinstance(dt, date):
+        return dt.strftime("%Y%m%d")
+    return str(dt)
+
+
+def _text(component: icalendar.cal.Component, name: str) -> str:
+    value = component.get(name)
+    return "" if value is None else str(value)
+
+
+def _opt_dt(component: icalendar.cal.Component, name: str, tz: tzinfo) -> datetime | None:
+    value = component.get(name)
+    dt = getattr(value, "dt", None)
+    if isinstance(dt, datetime):
+        return _aware(dt, tz)
+    return None
+
+
+def _attendees(component: icalendar.cal.Component) -> tuple[Attendee, ...]:
+    raw = component.get("ATTENDEE")
+    if raw is None:
+        return ()
+    values = raw if isinstance(raw, list) else [raw]
+    out = []
+    for value in values:
+        address = str(value)
+        if address.lower().startswith("mailto:"):
+            address = address[7:]
+        params = getattr(value, "params", {})
+        out.append(Attendee(email=address.strip().lower(), partstat=str(params.get("PARTSTAT", "NEEDS-ACTION"))))
+    return tuple(out)
+
+
+def _categories(component: icalendar.cal.Component) -> tuple[str, ...]:
+    try:
+        return tuple(str(c) for c in component.categories)
+    except (AttributeError, ValueError, TypeError):
+        return ()
+
+
+def _status(component: icalendar.cal.Component) -> EventStatus:
+    status = _text(component, "STATUS").upper()
+    if status == "CANCELLED":
+        return "cancelled"
+    if status == "TENTATIVE":
+        return "tentative"
+    return "confirmed"
+
+
+def parse_calendar(
+    data: bytes,
+    *,
+    item: str,
+    source: str,
+    window: Window,
+    tz: tzinfo,
+    default_length: timedelta,
+) -> list[Event]:
+    """Parse one stored object and expand its events inside `window`.
+
+    All-day events are dropped; floating times are read in `tz`; an event without DTEND or
+    DURATION lasts `default_length`; cancelled overrides come back with status "cancelled".
+
+    Raises:
+        DataError: the object is not iCalendar, or an event in it cannot be read.
+    """
+    try:
+        calendar = Calendar.from_ical(data)
+    except (ValueError, IndexError, KeyError, UnicodeDecodeError) as exc:
+        raise DataError("not a readable iCalendar object", item=item) from exc
+    masters: set[str] = set()
+    for component in calendar.walk("VEVENT"):
+        uid = _text(component, "UID")
+        if not uid:
+            raise DataError("an event without UID", item=item)
+        if "DTSTART" not in component:
+            raise DataError("an event without DTSTART", item=item)
+        rule = component.get("RRULE")
+        if rule is not None:
+            rules = rule if isinstance(rule, list) else [rule]
+            for r in rules:
+                freq = r.get("FREQ") if hasattr(r, "get") else None
+                if freq and str(freq[0] if isinstance(freq, list) else freq).upper() in _FAST_FREQS:
+                    raise DataError("a recurrence rule finer than hourly", item=item)
+        if rule is not None or "RDATE" in component or "RECURRENCE-ID" in component:
+            masters.add(uid)
+    try:
+        query = recurring_ical_events.of(calendar, skip_bad_series=False)
+        out: list[Event] = []
+        scanned = 0
+        for occurrence in query.after(window.start):
+            scanned += 1
+            if scanned > 2 * MAX_OCCURRENCES:
+                raise DataError("too many occurrences in the window", item=item)
+            start_value = occurrence["DTSTART"].dt
+            if isinstance(start_value, datetime):
+                start = _aware(start_value, tz)
+            else:
+                start = datetime.combine(start_value, time(0), tz)
+            if start >= window.end:
+                break
+            if not isinstance(start_value, datetime):
+                continue  # all-day: not an appointment
+            if "DTEND" in occurrence or "DURATION" in occurrence:
+                end = _aware(occurrence.end, tz) if isinstance(occurrence.end, datetime) else start
+                if end <= start:
+                    end = start + default_length
+            else:
+                end = start + default_length
+            uid = _text(occurrence, "UID")
+            out.append(
+                Event(
+                    uid=uid,
+                    recurrence_id=_rid_text(occurrence["RECURRENCE-ID"], tz) if uid in masters and "RECURRENCE-ID" in occurrence else "",
+                    start=start,
+                    end=end,
+                    summary=_text(occurrence, "SUMMARY"),
+                    description=_text(occurrence, "DESCRIPTION"),
+                    categories=_categories(occurrence),
+                    status=_status(occurrence),
+                    attendees=_attendees(occurrence),
+                    color=_text(occurrence, "COLOR"),
+                    created=_opt_dt(occurrence, "CREATED", tz),
+                    last_modified=_opt_dt(occurrence, "LAST-MODIFIED", tz),
+                    transparent=_text(occurrence, "TRANSP").upper() == "TRANSPARENT",
+                    item=item,
+                    source=source,
+                )
+            )
+        return out
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any library failure on one object skips that object
+        raise DataError(f"cannot expand events ({type(exc).__name__})", item=item) from exc
+
+
+def _calendar() -> Calendar:
+    cal = Calendar()  # not Calendar.new(): that adds a random UID to every file
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    return cal
+
+
+def _mark(component: icalendar.cal.Component, reminder: Reminder) -> None:
+    component[KEY_PROP] = reminder.key
+    component[REASON_PROP] = reminder.reason.value
+    component[CLIENT_PROP] = reminder.client_id
+    component[HASH_PROP] = reminder.payload_hash
+
+
+def build_item(reminder: Reminder, *, stamp: datetime) -> bytes:
+    """The iCalendar object of a reminder: VEVENT with a display alarm, or VTODO with DUE."""
+    cal = _calendar()
+    start = reminder.start.astimezone(UTC)
+    if reminder.kind == "event":
+        component: icalendar.cal.Component = VEvent()
+        component.add("dtstart", start)
+        component.add("dtend", reminder.end.astimezone(UTC))
+        component.add("transp", "TRANSPARENT")
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", reminder.title)
+        alarm.add("trigger", timedelta(0))
+        component.add_component(alarm)
+    else:
+        component = Todo()
+        component.add("due", start)
+        component.add("status", "NEEDS-ACTION")
+    component.add("uid", uid_for(reminder.key))
+    component.add("dtstamp", stamp.astimezone(UTC))
+    component.add("summary", reminder.title)
+    component.add("description", reminder.description)
+    component.add("class", "PRIVATE")
+    component.add("categories", ["callsheet"])
+    _mark(component, reminder)
+    cal.add_component(component)
+    return bytes(cal.to_ical())
+
+
+def _ours(calendar: Calendar) -> icalendar.cal.Component | None:
+    for component in calendar.subcomponents:
+        if component.name in ("VEVENT", "VTODO") and KEY_PROP in component:
+            return component
+    return None
+
+
+def read_item(data: bytes, *, ref: str, etag: str = "") -> Managed | None:
+    """Our item as Managed, or None when the object does not carry our key."""
+    try:
+        component = _ours(Calendar.from_ical(data))
+    except (ValueError, IndexError, KeyError):
+        return None
+    if component is None:
+        return None
+    kind: ItemKind = "event" if component.name == "VEVENT" else "task"
+    status = _text(component, "STATUS").upper()
+    if status == "COMPLETED" or "COMPLETED" in component:
+        state = "completed"
+    elif status == "CANCELLED":
+        state = "cancelled"
+    else:
+        state = "open"
+    field = "DTSTART" if kind == "event" else "DUE"
+    start = _opt_dt(component, field, UTC)
+    return Managed(
+        key=ReminderKey(_text(component, KEY_PROP)),
+        kind=kind,
+        ref=ref,
+        etag=etag,
+        start=start,
+        status=state,  # type: ignore[arg-type]
+        payload_hash=_text(component, HASH_PROP),
+        client_id=_text(component, CLIENT_PROP),
+        reason=_text(component, REASON_PROP),
+    )
+
+
+def _rewrite(data: bytes, change: Any) -> bytes:
+    calendar = Calendar.from_ical(data)
+    component = _ours(calendar)
+    if component is None:
+        raise DataError("the item no longer carries our key")
+    change(component)
+    return bytes(calendar.to_ical())
+
+
+def _replace(component: icalendar.cal.Component, name: str, value: Any) -> None:
+    if name in component:
+        del component[name]
+    component.add(name, value)
+
+
+def update_item(data: bytes, reminder: Reminder, *, stamp: datetime) -> bytes:
+    """New title and description for our item; its time and alarms stay as they are."""
+
+    def change(component: icalendar.cal.Component) -> None:
+        _replace(component, "summary", reminder.title)
+        _replace(component, "description", reminder.description)
+        _replace(component, "dtstamp", stamp.astimezone(UTC))
+        for alarm in component.walk("VALARM"):
+            _replace(alarm, "description", reminder.title)
+        component[HASH_PROP] = reminder.payload_hash
+
+    return _rewrite(data, change)
+
+
+def complete_item(data: bytes, *, note: str, stamp: datetime) -> bytes:
+    """Mark our task completed and say why in its description."""
+
+    def change(component: icalendar.cal.Component) -> None:
+        body = _text(component, "DESCRIPTION")
+        _replace(component, "description", f"{body}\n\ncallsheet: closed ({note}).".strip())
+        _replace(component, "status", "COMPLETED")
+        _replace(component, "completed", stamp.astimezone(UTC))
+        _replace(component, "percent-complete", 100)
+        _replace(component, "dtstamp", stamp.astimezone(UTC))
+
+    return _rewrite(data, change)

@@ -1,0 +1,274 @@
+"""What each `callsheet` command does, once the arguments are parsed and the config loaded.
+
+Human output goes to stdout as plain tables; logs go to stderr. Nothing printed here names a
+client beyond the alias the therapist chose for reminder titles.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from connectors.base import open_sink, open_source
+from worker import runner
+from worker.cli import EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
+from worker.config import Settings, load_settings
+from worker.errors import ConfigError, ConnectorError, LockedError
+from worker.model import Attendance, CallNeed
+from worker.roster import Roster
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    rule = "  ".join("-" * w for w in widths)
+    body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([line, rule, *body])
+
+
+def call_sheet(settings: Settings, plan: runner.Plan) -> str:
+    """The calls that are due, as a table: who, why, when, how to reach them."""
+    roster = Roster.of(settings.clients)
+    tz = settings.practice.tz
+    rows: list[tuple[datetime, str, str, str, str, str]] = []
+    for need in plan.needs:
+        if need.state != "due":
+            continue
+        client = roster.get(need.client_id)
+        if client is None:
+            continue
+        reminder = plan.reminders.get((need.key, "event")) or plan.reminders.get((need.key, "task"))
+        item = plan.held.get((need.key, "event")) or plan.held.get((need.key, "task"))
+        when = item.start if item is not None and item.start else (reminder.start if reminder else need.due)
+        if need.reason.value == "termination_letter":
+            how = "letter"
+        elif client.consent_to_call and client.phone:
+            how = client.phone + ("" if client.voicemail_ok else " (no voicemail)")
+        else:
+            how = "no consent"
+        rows.append(
+            (
+                when,
+                client.alias,
+                REASON_TEXT[need.reason],
+                when.astimezone(tz).strftime("%a %d %b %H:%M"),
+                how,
+                plan.need_action(need),
+            )
+        )
+    if not rows:
+        return "No calls are due."
+    rows.sort(key=lambda r: r[0])
+    return _table(("Who", "Why", "When", "Number", "Reminder"), [r[1:] for r in rows])
+
+
+def run_once(settings: Settings, now: datetime, *, include_stale: bool) -> int:
+    try:
+        outcome = runner.run_pass(settings, now, include_stale=include_stale)
+    except LockedError:
+        print("callsheet: another pass is running; skipped.", file=sys.stderr)
+        return EXIT_OK
+    except ConnectorError as exc:
+        runner.write_health(settings.state_dir, now=datetime.now(UTC), outcome="failed", counts={}, error=type(exc).__name__)
+        raise
+    runner.write_health(settings.state_dir, now=datetime.now(UTC), outcome="ok", counts=dict(outcome.counts))
+    c = outcome.counts
+    print(
+        f"{sum(1 for n in outcome.plan.needs if n.state == 'due')} calls due; "
+        f"{c['created']} reminders written, {c['updated']} updated, {c['resolved']} withdrawn, "
+        f"{c['tombstoned']} marked handled."
+    )
+    return EXIT_OK
+
+
+def run_every(settings: Settings, every: timedelta, *, include_stale: bool) -> int:
+    stop = runner.Stop()
+    stop.install()
+    return runner.loop(settings, every, stop=stop, include_stale=include_stale)
+
+
+def plan(settings: Settings, now: datetime, *, as_json: bool, include_stale: bool) -> int:
+    outcome = runner.run_pass(settings, now, dry_run=True, include_stale=include_stale)
+    result = outcome.plan
+    tz = settings.practice.tz
+    if as_json:
+        for need in result.needs:
+            print(need_json(need, result.need_action(need), tz))
+        for withdraw in result.withdrawals():
+            item = withdraw.item
+            print(
+                json.dumps(
+                    {
+                        "client": item.client_id if item else "",
+                        "reason": item.reason if item else "",
+                        "state": "resolved",
+                        "due": item.start.astimezone(tz).isoformat() if item and item.start else None,
+                        "anchor": "",
+                        "key": withdraw.key,
+                        "action": "resolve",
+                    }
+                )
+            )
+        return EXIT_OK
+    print(call_sheet(settings, result))
+    upcoming = sum(1 for n in result.needs if n.state == "upcoming")
+    stale = sum(1 for n in result.needs if n.state == "stale")
+    print(f"\n{upcoming} upcoming, {stale} stale (older than {settings.rules.max_age.days} days). Nothing was written.")
+    return EXIT_OK
+
+
+def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
+    """The caseload, most in need of attention first."""
+    outcome = runner.run_pass(settings, now, dry_run=True)
+    from worker.state import State
+
+    state = State.snapshot(settings.state_dir)
+    try:
+        appointments = runner.appointments_at(state, settings, now)
+        open_keys = {key for key, _kind, _c, _r in state.open_reminders()}
+    finally:
+        state.close()
+    by_client: dict[str, list[object]] = {}
+    for a in appointments:
+        by_client.setdefault(a.client_id, []).append(a)
+    needs_by: dict[str, list[CallNeed]] = {}
+    for n in outcome.plan.needs:
+        if n.state == "due":
+            needs_by.setdefault(n.client_id, []).append(n)
+    rows = []
+    for client in settings.clients:
+        appts = sorted(by_client.get(client.id, []), key=lambda a: a.start)  # type: ignore[attr-defined]
+        attended = [a for a in appts if a.attendance in (Attendance.ATTENDED, Attendance.ARRIVED)]  # type: ignore[attr-defined]
+        ahead = [a for a in appts if not a.is_cancelled and a.end > now]  # type: ignore[attr-defined]
+        last = attended[-1].end if attended else None  # type: ignore[attr-defined]
+        nxt = ahead[0].start if ahead else None  # type: ignore[attr-defined]
+        open_calls = len(needs_by.get(client.id, []))
+        days = (now - last).days if last else None
+        rows.append(
+            {
+                "client": client.id,
+                "alias": client.alias,
+                "status": client.status,
+                "last_attended": last.astimezone(settings.practice.tz).isoformat() if last else None,
+                "next_booked": nxt.astimezone(settings.practice.tz).isoformat() if nxt else None,
+                "open_calls": open_calls,
+                "reminders_open": sum(1 for n in needs_by.get(client.id, []) if n.key in open_keys),
+                "days_since_contact": days,
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            r["status"] != "active",
+            -int(r["open_calls"]),  # type: ignore[call-overload]
+            r["next_booked"] is not None,
+            -(r["days_since_contact"] if r["days_since_contact"] is not None else -1),  # type: ignore[operator]
+            r["client"],
+        )
+    )
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return EXIT_OK
+    tz = settings.practice.tz
+
+    def day(text: object) -> str:
+        return datetime.fromisoformat(str(text)).astimezone(tz).strftime("%a %d %b") if text else "-"
+
+    table = [
+        (
+            str(r["alias"]),
+            day(r["last_attended"]),
+            day(r["next_booked"]),
+            str(r["open_calls"]),
+            "-" if r["days_since_contact"] is None else str(r["days_since_contact"]),
+            str(r["status"]),
+        )
+        for r in rows
+    ]
+    print(_table(("Client", "Last attended", "Next booked", "Open calls", "Days since", "Status"), table))
+    return EXIT_OK
+
+
+def check(settings: Settings, *, health: bool) -> int:
+    """A checklist: config, source reachable, sink writable; or the heartbeat's age."""
+    if health:
+        beat = runner.read_health(settings.state_dir)
+        limit = settings.run.every * 3
+        if beat is None or not beat.get("last_ok"):
+            print("unhealthy: no successful pass recorded yet")
+            return EXIT_FAILED
+        age = datetime.now(UTC) - datetime.fromisoformat(str(beat["last_ok"]))
+        if age > limit:
+            print(f"unhealthy: last good pass {int(age.total_seconds())}s ago (limit {int(limit.total_seconds())}s)")
+            return EXIT_FAILED
+        print(f"healthy: last good pass {int(age.total_seconds())}s ago")
+        return EXIT_OK
+    ok = True
+    print(f"[ok] config {settings.path} and roster ({len(settings.clients)} clients)")
+    try:
+        source = open_source(settings, settings.source)
+        try:
+            now = datetime.now(UTC)
+            batch = source.read(runner.window_for(settings, now), None)
+            print(f"[ok] source {settings.source.kind}: {len(batch.changed)} objects readable, {batch.bad} skipped")
+        finally:
+            source.close()
+    except (ConnectorError, ConfigError) as exc:
+        ok = False
+        print(f"[!!] source {settings.source.kind}: {exc}\n     fix: check [source] in {settings.path}")
+    try:
+        sink = open_sink(settings, settings.reminders)
+        try:
+            count = sum(1 for _ in sink.managed())
+            kinds = ", ".join(sorted(sink.kinds())) or "nothing"
+            print(f"[ok] reminders {settings.reminders.kind}: holds {count} of our items; writes {kinds}")
+        finally:
+            sink.close()
+    except (ConnectorError, ConfigError) as exc:
+        ok = False
+        print(f"[!!] reminders {settings.reminders.kind}: {exc}\n     fix: check [reminders] in {settings.path}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def purge(settings: Settings, *, dry_run: bool) -> int:
+    """Delete every item that carries our key; nothing else."""
+    sink = open_sink(settings, settings.reminders)
+    try:
+        items = list(sink.managed())
+        for item in items:
+            if dry_run:
+                print(f"would remove {item.kind} {item.key}")
+            else:
+                sink.delete(item)
+        if dry_run:
+            print(f"{len(items)} items would be removed; run with --yes to remove them.")
+        else:
+            print(f"removed {len(items)} items.")
+    finally:
+        sink.close()
+    return EXIT_OK
+
+
+def demo(folder: Path, now: datetime) -> int:
+    """`callsheet demo`: make the sample practice (once), run one pass, print the call sheet."""
+    from worker.demo import create_practice
+
+    folder = folder.absolute()
+    config = create_practice(folder, now)
+    settings = load_settings(config)
+    outcome = runner.run_pass(settings, now)
+    runner.write_health(settings.state_dir, now=now, outcome="ok", counts=dict(outcome.counts))
+    print(f"Sample practice in {folder} ({len(settings.clients)} made-up clients), at {now.astimezone(settings.practice.tz):%a %d %b %Y %H:%M %Z}.\n")
+    print(call_sheet(settings, outcome.plan))
+    c = outcome.counts
+    print(
+        f"\nThis pass wrote {c['created']} new reminders ({c['kept']} already there, {c['updated']} updated, "
+        f"{c['resolved']} withdrawn)."
+    )
+    print(f"Reminder events: {settings.reminders.events_path}")
+    print(f"Reminder tasks:  {settings.reminders.tasks_path}")
+    print(f"Try: callsheet --config {config} plan --json")
+    return EXIT_OK

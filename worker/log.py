@@ -1,0 +1,58 @@
+"""structlog set-up: JSON lines when stderr is not a terminal, readable text when it is.
+
+Logs go to stderr (stdout carries `plan --json` and tables). The processor chain ends with an
+allow-list of keys: anything else is dropped, so a careless call cannot leak a client's name,
+phone, email, an event's title or description. Values are ids, counts and durations.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+ALLOWED_KEYS = frozenset(
+    {
+        "event", "level", "timestamp", "run_id", "source", "sink", "item", "uid", "key", "kind",
+        "client", "reason", "state", "count", "fetched", "changed", "removed", "bad", "ambiguous",
+        "needs", "due", "upcoming", "stale", "created", "updated", "resolved", "tombstoned",
+        "adopted", "kept", "failed", "duration_ms", "error", "status", "operation", "attempt",
+        "problem", "retry_after", "outcome", "every", "next_in_s", "path", "moved_to", "dry_run",
+        "calendar", "collection", "requests", "mode", "appointments", "version", "signal",
+        "consecutive_failures", "since",
+    }
+)
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _allow_list(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for name in [k for k in event_dict if k not in ALLOWED_KEYS]:
+        del event_dict[name]
+    return event_dict
+
+
+def configure(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None) -> None:
+    """Configure structlog once for the process."""
+    out = stream or sys.stderr
+    as_json = (not out.isatty()) if json is None else json
+    renderer: Any = (
+        structlog.processors.JSONRenderer(sort_keys=False)
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _allow_list,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )

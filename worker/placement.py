@@ -1,0 +1,166 @@
+"""Where a call goes: the first free slot inside office hours, and alternative slots.
+
+Pure: busy time and `now` come in as arguments. Times are searched in the practice's time
+zone so office hours mean wall-clock hours across DST changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from worker.model import Busy, CallNeed, Reason, overlaps
+
+_SEARCH_DAYS = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Hours:
+    """Office hours: weekdays (Monday = 0) and a daily start and end, in `tz`."""
+
+    tz: ZoneInfo
+    weekdays: frozenset[int]
+    start: time
+    end: time
+    slot: timedelta = timedelta(minutes=15)
+
+    def contains(self, start: datetime, end: datetime) -> bool:
+        """True when [start, end) lies inside one office day."""
+        local_start, local_end = start.astimezone(self.tz), end.astimezone(self.tz)
+        return (
+            local_start.weekday() in self.weekdays
+            and local_start.date() == local_end.date()
+            and self.start <= local_start.time()
+            and local_end.time() <= self.end
+        )
+
+
+class BusyIndex:
+    """Sorted busy intervals with fast overlap queries."""
+
+    def __init__(self, busy: Iterable[Busy]) -> None:
+        self._items = sorted(((b.start, b.end) for b in busy), key=lambda x: x[0])
+        self._starts = [s for s, _ in self._items]
+        self._max_len = max((e - s for s, e in self._items), default=timedelta(0))
+
+    def add(self, start: datetime, end: datetime) -> None:
+        i = bisect.bisect_left(self._starts, start)
+        self._starts.insert(i, start)
+        self._items.insert(i, (start, end))
+        self._max_len = max(self._max_len, end - start)
+
+    def conflicts(self, start: datetime, end: datetime, margin: timedelta = timedelta(0)) -> bool:
+        lo = bisect.bisect_left(self._starts, start - self._max_len - margin)
+        hi = bisect.bisect_left(self._starts, end + margin)
+        return any(overlaps(s - margin, e + margin, start, end) for s, e in self._items[lo:hi])
+
+
+def _ceil(moment: datetime, step: timedelta, tz: ZoneInfo) -> datetime:
+    local = moment.astimezone(tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    offset = local - midnight
+    steps = -(-offset // step)
+    return (midnight + steps * step).astimezone(tz)
+
+
+def _candidates(start: datetime, hours: Hours, length: timedelta) -> Iterable[datetime]:
+    """Slot starts at or after `start`, inside office hours, in wall-clock order."""
+    day = start.astimezone(hours.tz).date()
+    first = _ceil(start, hours.slot, hours.tz)
+    for _ in range(_SEARCH_DAYS):
+        if day.weekday() in hours.weekdays:
+            open_at = datetime.combine(day, hours.start, hours.tz)
+            close_at = datetime.combine(day, hours.end, hours.tz)
+            at = max(open_at, first)
+            while at + length <= close_at:
+                yield at
+                at = (at + hours.slot).astimezone(hours.tz)
+        day += timedelta(days=1)
+
+
+def first_free(
+    after: datetime, hours: Hours, busy: BusyIndex, length: timedelta
+) -> datetime | None:
+    """The first slot of `length` at or after `after` inside office hours with nothing busy."""
+    for at in _candidates(after, hours, length):
+        if not busy.conflicts(at, at + length):
+            return at
+    return None
+
+
+def is_immediate(need: CallNeed, now: datetime, tz: ZoneInfo) -> bool:
+    """`late` calls and same-day conflicts go at `now`, not at the next free slot."""
+    if need.reason is Reason.LATE:
+        return True
+    if need.reason in (Reason.DOUBLE_BOOKED, Reason.ACQUAINTED_CONFLICT):
+        return need.appointment_start.astimezone(tz).date() == now.astimezone(tz).date()
+    return False
+
+
+def place(
+    needs: Sequence[CallNeed],
+    *,
+    now: datetime,
+    hours: Hours,
+    busy: Iterable[Busy],
+    taken: Iterable[datetime] = (),
+    length: timedelta = timedelta(minutes=15),
+) -> dict[str, datetime]:
+    """Return a start time per need key.
+
+    Each call goes at the first free slot at or after max(due, now) inside office hours,
+    skipping busy time and calls already placed (`taken` and the ones placed here): calls
+    never stack. `late` and same-day conflicts go at `now`. A need with no free slot in the
+    search horizon goes at max(due, now).
+    """
+    index = BusyIndex(busy)
+    for start in taken:
+        index.add(start, start + length)
+    out: dict[str, datetime] = {}
+    for need in needs:
+        if is_immediate(need, now, hours.tz):
+            at = now.replace(second=0, microsecond=0).astimezone(hours.tz)
+        else:
+            found = first_free(max(need.due, now), hours, index, length)
+            at = found if found is not None else max(need.due, now).astimezone(hours.tz)
+        out[need.key] = at
+        index.add(at, at + length)
+    return out
+
+
+def alternatives(
+    need: CallNeed,
+    *,
+    now: datetime,
+    hours: Hours,
+    busy: Iterable[Busy],
+    keep_clear: Iterable[Busy] = (),
+    gap: timedelta = timedelta(0),
+    horizon: timedelta = timedelta(days=14),
+    count: int = 3,
+) -> list[datetime]:
+    """Up to `count` free starts for the called client's appointment that conflict with nobody.
+
+    The search starts at the appointment's day (never before now) and steps through office
+    hours; a slot must not overlap anything busy (the called appointment itself excluded by
+    the caller) and must keep `gap` clear of `keep_clear` (the acquaintances' appointments).
+    """
+    length = need.appointment_end - need.appointment_start
+    index = BusyIndex(busy)
+    clear = BusyIndex(keep_clear)
+    day_start = datetime.combine(need.appointment_start.astimezone(hours.tz).date(), hours.start, hours.tz)
+    begin = max(day_start, now)
+    limit = begin + horizon
+    out: list[datetime] = []
+    for at in _candidates(begin, hours, length):
+        if at > limit or len(out) >= count:
+            break
+        if at == need.appointment_start:
+            continue
+        if index.conflicts(at, at + length) or clear.conflicts(at, at + length, gap):
+            continue
+        out.append(at)
+    return out

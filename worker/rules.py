@@ -1,0 +1,247 @@
+"""The calling policy: a client's appointments and `now` -> the calls that are needed.
+
+One function per reason, each pure: the clock is the `now` argument, never read here. The
+policy comes from seeds/calling-clients.txt; the exact rules are in DESIGN.md "Reasons".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from worker.model import (
+    Appointment,
+    Attendance,
+    CallNeed,
+    Client,
+    ClientId,
+    NeedState,
+    Reason,
+    gap_between,
+    overlaps,
+    reminder_key,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The [rules] settings the rules read (plain values, no config types)."""
+
+    late_after: timedelta = timedelta(minutes=15)
+    rebook_within: timedelta = timedelta(days=7)
+    cancel_grace: timedelta = timedelta(days=2)
+    lapse_after: timedelta = timedelta(days=30)
+    termination_after: timedelta = timedelta(days=14)
+    acquainted_gap: timedelta = timedelta(minutes=15)
+    lookahead: timedelta = timedelta(days=14)
+    max_age: timedelta = timedelta(days=30)
+    check_in: bool = False
+    late_upcoming: timedelta = timedelta(days=1)
+
+
+_ORDER = {reason: n for n, reason in enumerate(Reason)}
+
+
+def _state(due: datetime, now: datetime, policy: Policy) -> NeedState:
+    if due > now:
+        return "upcoming"
+    if due < now - policy.max_age:
+        return "stale"
+    return "due"
+
+
+def _need(
+    client_id: ClientId,
+    reason: Reason,
+    due: datetime,
+    anchor: Appointment,
+    now: datetime,
+    policy: Policy,
+    *,
+    other: Appointment | None = None,
+    state: NeedState | None = None,
+) -> CallNeed:
+    return CallNeed(
+        key=reminder_key(client_id, reason.value, anchor.uid, anchor.recurrence_id),
+        client_id=client_id,
+        reason=reason,
+        due=due,
+        state=state or _state(due, now, policy),
+        anchor_uid=anchor.uid,
+        anchor_rid=anchor.recurrence_id,
+        appointment_start=anchor.start,
+        appointment_end=anchor.end,
+        other_client_id=other.client_id if other else None,
+        other_start=other.start if other else None,
+    )
+
+
+def _chronological(appointments: Iterable[Appointment]) -> list[Appointment]:
+    return sorted(appointments, key=lambda a: (a.start, a.end, a.id))
+
+
+def late_needs(client: Client, appts: Sequence[Appointment], now: datetime, policy: Policy) -> list[CallNeed]:
+    """Check-in mode: 15 minutes past the start and not marked arrived, until the end."""
+    if not policy.check_in:
+        return []
+    out = []
+    for a in appts:
+        if a.attendance not in (Attendance.SCHEDULED, Attendance.IN_PROGRESS):
+            continue
+        due = a.start + policy.late_after
+        if now >= a.end or due >= a.end:
+            continue
+        if due > now and a.start - now > policy.late_upcoming:
+            continue
+        # a late call is only useful while the appointment runs: never stale
+        out.append(_need(client.id, Reason.LATE, due, a, now, policy, state="due" if due <= now else "upcoming"))
+    return out
+
+
+def no_show_needs(
+    client: Client, appts: Sequence[Appointment], now: datetime, policy: Policy
+) -> list[CallNeed]:
+    """Every missed appointment gets a call at its end; only the therapist closes it."""
+    return [
+        _need(client.id, Reason.NO_SHOW, a.end, a, now, policy)
+        for a in appts
+        if a.attendance is Attendance.NO_SHOW
+    ]
+
+
+def _has_future_booking(appts: Sequence[Appointment], now: datetime) -> bool:
+    return any(not a.is_cancelled and a.end > now for a in appts)
+
+
+def rebook_needs(client: Client, appts: Sequence[Appointment], now: datetime, policy: Policy) -> list[CallNeed]:
+    """not_rebooked / cancelled_not_rebooked, superseded by termination_letter; at most one.
+
+    "Latest appointment" orders by start, cancelled ones included; it decides which applies.
+    Nothing is needed while any non-cancelled appointment is still ahead.
+    """
+    if not appts or _has_future_booking(appts, now):
+        return []
+    latest = appts[-1]
+    if latest.is_cancelled:
+        reason = Reason.CANCELLED_NOT_REBOOKED
+        due = (latest.cancelled_at or latest.start) + policy.cancel_grace
+    elif latest.attendance in (Attendance.ATTENDED, Attendance.NO_SHOW, Attendance.ARRIVED):
+        reason = Reason.NOT_REBOOKED
+        due = latest.end + policy.rebook_within
+    else:
+        return []
+    letter_due = due + policy.termination_after
+    if letter_due <= now:
+        return [_need(client.id, Reason.TERMINATION_LETTER, letter_due, latest, now, policy)]
+    return [_need(client.id, reason, due, latest, now, policy)]
+
+
+def lapsed_needs(client: Client, appts: Sequence[Appointment], now: datetime, policy: Policy) -> list[CallNeed]:
+    """Has come before, keeps cancelling or missing, still has something booked ahead.
+
+    Due at the last attended end + lapse_after. Not raised when an appointment booked before
+    the due time would settle it anyway.
+    """
+    attended = [a for a in appts if a.attendance in (Attendance.ATTENDED, Attendance.ARRIVED) and a.end <= now]
+    if not attended:
+        return []
+    last = attended[-1]
+    excuses = [
+        a
+        for a in appts
+        if a.start >= last.end and (a.is_cancelled or a.attendance is Attendance.NO_SHOW)
+    ]
+    if not excuses:
+        return []
+    ahead = [a for a in appts if not a.is_cancelled and a.start >= last.end and a.end > now]
+    if not ahead:
+        return []  # nothing booked: not_rebooked / cancelled_not_rebooked apply instead
+    due = last.end + policy.lapse_after
+    if due > now and any(a.start < due for a in ahead):
+        return []
+    return [_need(client.id, Reason.LAPSED, due, last, now, policy)]
+
+
+def _called(a: Appointment, b: Appointment) -> tuple[Appointment, Appointment]:
+    """(called, other): the later start is called; ties go to the later created, then id."""
+    far = datetime.max.replace(tzinfo=a.start.tzinfo)
+    rank_a = (a.start, a.created or far, a.id)
+    rank_b = (b.start, b.created or far, b.id)
+    return (a, b) if rank_a > rank_b else (b, a)
+
+
+def conflict_needs(
+    clients: Mapping[ClientId, Client],
+    appts: Sequence[Appointment],
+    now: datetime,
+    policy: Policy,
+) -> list[CallNeed]:
+    """double_booked and acquainted_conflict among future appointments within lookahead.
+
+    An overlapping pair is a double booking, whatever the acquaintance: one call fixes both.
+    """
+    horizon = now + policy.lookahead
+    future = sorted(
+        (a for a in appts if not a.is_cancelled and a.start > now and a.start <= horizon),
+        key=lambda a: (a.start, a.id),
+    )
+    found: dict[tuple[Reason, str], CallNeed] = {}
+    reach = max(policy.acquainted_gap, timedelta(0))
+    for i, a in enumerate(future):
+        for b in future[i + 1 :]:
+            if b.start >= a.end + reach:
+                break  # sorted by start: every later b is at least as far from a
+            if a.client_id == b.client_id:
+                continue
+            called, other = _called(a, b)
+            client = clients.get(called.client_id)
+            if client is None or client.discharged:
+                continue
+            if overlaps(a.start, a.end, b.start, b.end):
+                reason = Reason.DOUBLE_BOOKED
+            elif (
+                b.client_id in clients.get(a.client_id, client).acquainted_with
+                or a.client_id in clients.get(b.client_id, client).acquainted_with
+            ) and gap_between(a.start, a.end, b.start, b.end) < policy.acquainted_gap:
+                reason = Reason.ACQUAINTED_CONFLICT
+            else:
+                continue
+            slot = (reason, called.id)
+            if slot not in found:
+                found[slot] = _need(called.client_id, reason, now, called, now, policy, other=other, state="due")
+    return list(found.values())
+
+
+def needs(
+    clients: Mapping[ClientId, Client],
+    appointments: Iterable[Appointment],
+    *,
+    now: datetime,
+    policy: Policy,
+) -> list[CallNeed]:
+    """Every call need at `now`, sorted by (due, client, reason).
+
+    Deterministic: the same appointments in any order give the same list. A discharged client
+    gets nothing; appointments of clients not in the roster are ignored.
+    """
+    by_client: dict[ClientId, list[Appointment]] = defaultdict(list)
+    known: list[Appointment] = []
+    for a in appointments:
+        if a.client_id in clients:
+            by_client[a.client_id].append(a)
+            known.append(a)
+    out: list[CallNeed] = []
+    for client_id in sorted(by_client):
+        client = clients[client_id]
+        if client.discharged:
+            continue
+        appts = _chronological(by_client[client_id])
+        out += late_needs(client, appts, now, policy)
+        out += no_show_needs(client, appts, now, policy)
+        out += rebook_needs(client, appts, now, policy)
+        out += lapsed_needs(client, appts, now, policy)
+    out += conflict_needs(clients, _chronological(known), now, policy)
+    unique = {n.key: n for n in out}
+    return sorted(unique.values(), key=lambda n: (n.due, n.client_id, _ORDER[n.reason], n.key))

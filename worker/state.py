@@ -1,0 +1,432 @@
+"""The SQLite store: sync cursors, appointment history, reminders written, tombstones; the
+run lock.
+
+Files are 0600 in a 0700 folder. The schema is versioned (PRAGMA user_version) and migrated
+forward on open. Writes are transactional; the runner commits after every applied action, so
+a crash loses at most the record of one write, which the next pass adopts by key. A corrupt
+database is moved aside (never overwritten) and rebuilt from what the sink holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from worker.errors import LockedError, StateError
+from worker.model import Busy, ClientId, ItemKind, Observation, ReminderKey
+from worker.reconcile import Record
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE cursors (
+        source TEXT PRIMARY KEY,
+        cursor TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE occurrences (
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        item TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        rid TEXT NOT NULL,
+        client_id TEXT,
+        start TEXT NOT NULL,
+        end TEXT NOT NULL,
+        cancelled INTEGER NOT NULL DEFAULT 0,
+        cancelled_at TEXT,
+        no_show INTEGER NOT NULL DEFAULT 0,
+        arrived INTEGER NOT NULL DEFAULT 0,
+        busy INTEGER NOT NULL DEFAULT 1,
+        created TEXT,
+        vanished_at TEXT,
+        PRIMARY KEY (source, id)
+    );
+    CREATE INDEX occurrences_item ON occurrences (source, item);
+    CREATE INDEX occurrences_client ON occurrences (client_id, start);
+    CREATE INDEX occurrences_start ON occurrences (start);
+    CREATE TABLE reminders (
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        ref TEXT NOT NULL DEFAULT '',
+        etag TEXT NOT NULL DEFAULT '',
+        payload_hash TEXT NOT NULL DEFAULT '',
+        start TEXT,
+        client_id TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (key, kind)
+    );
+    """,
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def secure_dir(path: Path) -> None:
+    """Create `path` as a 0700 folder (or tighten an existing one we own)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(PermissionError):
+        os.chmod(path, 0o700)
+
+
+def _touch_private(path: Path) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+    with contextlib.suppress(PermissionError):
+        os.chmod(path, 0o600)
+
+
+@contextlib.contextmanager
+def run_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the exclusive `run.lock` for one pass.
+
+    Raises:
+        LockedError: another pass holds it.
+    """
+    secure_dir(state_dir)
+    path = state_dir / "run.lock"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise LockedError("another callsheet pass is running") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOccurrence:
+    observation: Observation
+    busy: bool
+
+
+class State:
+    """One open state database."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+        self.conn = conn
+        self.path = path
+        self.moved_aside: Path | None = None
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, state_dir: Path) -> State:
+        """Open (creating and migrating) state_dir/state.db.
+
+        A file that is not a usable database is renamed to state.db.corrupt-<time> and a new
+        one is started; `moved_aside` says where the old one went.
+        """
+        secure_dir(state_dir)
+        path = state_dir / "state.db"
+        moved: Path | None = None
+        try:
+            state = cls._connect(path)
+        except sqlite3.DatabaseError:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            moved = path.with_name(f"state.db.corrupt-{stamp}")
+            os.replace(path, moved)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    os.replace(side, moved.with_name(moved.name + suffix))
+            state = cls._connect(path)
+        state.moved_aside = moved
+        return state
+
+    @classmethod
+    def _connect(cls, path: Path) -> State:
+        if not path.exists():
+            _touch_private(path)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            check = conn.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            state = cls(conn, path)
+            state._migrate()
+        except sqlite3.DatabaseError:
+            conn.close()
+            raise
+        return state
+
+    @classmethod
+    def snapshot(cls, state_dir: Path) -> State:
+        """An in-memory copy of the state (or an empty one): for `plan`, which writes nothing."""
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        path = state_dir / "state.db"
+        if path.exists():
+            try:
+                source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                try:
+                    source.backup(memory)
+                finally:
+                    source.close()
+            except sqlite3.DatabaseError:
+                memory.close()
+                memory = sqlite3.connect(":memory:", isolation_level=None)
+        state = cls(memory, None)
+        state._migrate()
+        return state
+
+    def _migrate(self) -> None:
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state database schema {version} is newer than this callsheet ({SCHEMA_VERSION}): "
+                "upgrade callsheet"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {target}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- cursors ------------------------------------------------------------------------------
+
+    def cursor(self, source: str) -> dict[str, object] | None:
+        row = self.conn.execute("SELECT cursor FROM cursors WHERE source = ?", (source,)).fetchone()
+        if row is None:
+            return None
+        value = json.loads(row[0])
+        return value if isinstance(value, dict) else None
+
+    # -- appointment history ------------------------------------------------------------------
+
+    def apply_source(
+        self,
+        source: str,
+        *,
+        changed: Mapping[str, Iterable[StoredOccurrence]],
+        removed: Iterable[str],
+        complete: bool,
+        window_start: datetime,
+        window_end: datetime,
+        cursor: Mapping[str, object],
+        now: datetime,
+    ) -> None:
+        """Store what a source read returned, and its new cursor, in one transaction.
+
+        A changed object replaces its occurrences inside the window (occurrences before the
+        window are history and stay). An occurrence that disappears from an object that is
+        still there (an EXDATE) is simply dropped; the occurrences of an object that is gone
+        and that had not started yet count as cancelled from `now` (vanished before its start).
+        """
+        lo, hi = _iso(window_start), _iso(window_end)
+        with self.transaction() as db:
+            gone = set(removed)
+            if complete:
+                present = set(changed)
+                rows = db.execute("SELECT DISTINCT item FROM occurrences WHERE source = ?", (source,))
+                gone |= {r[0] for r in rows if r[0] not in present}
+                # a complete listing also names unchanged objects: they are in `changed` with
+                # their occurrences, so nothing else to do for them.
+            for item, occurrences in changed.items():
+                keep = {o.observation.id for o in occurrences}
+                rows = db.execute(
+                    "SELECT id FROM occurrences WHERE source = ? AND item = ? AND start >= ? AND start < ?",
+                    (source, item, lo, hi),
+                ).fetchall()
+                drop = [r[0] for r in rows if r[0] not in keep]
+                db.executemany(
+                    "DELETE FROM occurrences WHERE source = ? AND id = ?", [(source, i) for i in drop]
+                )
+                db.executemany(
+                    """INSERT INTO occurrences (source, id, item, uid, rid, client_id, start, end,
+                           cancelled, cancelled_at, no_show, arrived, busy, created, vanished_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
+                       ON CONFLICT (source, id) DO UPDATE SET item = excluded.item,
+                           client_id = excluded.client_id, start = excluded.start, end = excluded.end,
+                           cancelled = excluded.cancelled,
+                           cancelled_at = CASE WHEN occurrences.cancelled = 1
+                                                AND excluded.cancelled = 1
+                                                AND occurrences.cancelled_at IS NOT NULL
+                                               THEN occurrences.cancelled_at
+                                               ELSE excluded.cancelled_at END,
+                           no_show = excluded.no_show, arrived = excluded.arrived,
+                           busy = excluded.busy, created = excluded.created, vanished_at = NULL""",
+                    [
+                        (
+                            source,
+                            o.observation.id,
+                            item,
+                            o.observation.uid,
+                            o.observation.recurrence_id,
+                            o.observation.client_id or None,
+                            _iso(o.observation.start),
+                            _iso(o.observation.end),
+                            int(o.observation.cancelled),
+                            _iso(o.observation.cancelled_at),
+                            int(o.observation.no_show),
+                            int(o.observation.arrived),
+                            int(o.busy),
+                            _iso(o.observation.created),
+                        )
+                        for o in occurrences
+                    ],
+                )
+            for item in gone:
+                stamp = _iso(now)
+                db.execute(
+                    """UPDATE occurrences SET cancelled = 1, busy = 0,
+                           cancelled_at = COALESCE(cancelled_at, ?), vanished_at = COALESCE(vanished_at, ?)
+                       WHERE source = ? AND item = ? AND start > ?""",
+                    (stamp, stamp, source, item, stamp),
+                )
+                # what had already happened stays as history; mark it detached from the object
+                db.execute(
+                    "UPDATE occurrences SET item = '' WHERE source = ? AND item = ?", (source, item)
+                )
+            db.execute(
+                """INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?)
+                   ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor,
+                       updated_at = excluded.updated_at""",
+                (source, json.dumps(cursor, sort_keys=True), _iso(now)),
+            )
+
+    def observations(self, clients: Iterable[ClientId]) -> list[Observation]:
+        """Every remembered appointment of these clients."""
+        wanted = set(clients)
+        out = []
+        for row in self.conn.execute(
+            """SELECT id, uid, rid, client_id, start, end, cancelled, cancelled_at, no_show,
+                      arrived, created, item, source
+               FROM occurrences WHERE client_id IS NOT NULL"""
+        ):
+            if row[3] not in wanted:
+                continue
+            start, end = _dt(row[4]), _dt(row[5])
+            assert start is not None and end is not None
+            out.append(
+                Observation(
+                    id=row[0],
+                    uid=row[1],
+                    recurrence_id=row[2],
+                    client_id=ClientId(row[3]),
+                    start=start,
+                    end=end,
+                    cancelled=bool(row[6]),
+                    cancelled_at=_dt(row[7]),
+                    no_show=bool(row[8]),
+                    arrived=bool(row[9]),
+                    created=_dt(row[10]),
+                    item=row[11],
+                    source=row[12],
+                )
+            )
+        return out
+
+    def busy(self, start: datetime, end: datetime) -> list[Busy]:
+        """Taken time on the source calendars between start and end."""
+        rows = self.conn.execute(
+            "SELECT start, end FROM occurrences WHERE busy = 1 AND cancelled = 0 AND end > ? AND start < ?",
+            (_iso(start), _iso(end)),
+        )
+        out = []
+        for s, e in rows:
+            bs, be = _dt(s), _dt(e)
+            assert bs is not None and be is not None
+            out.append(Busy(bs, be))
+        return out
+
+    # -- reminders ------------------------------------------------------------------------------
+
+    def records(self) -> dict[tuple[ReminderKey, ItemKind], Record]:
+        out = {}
+        for key, kind, status, ref, etag, payload, start in self.conn.execute(
+            "SELECT key, kind, status, ref, etag, payload_hash, start FROM reminders"
+        ):
+            out[(ReminderKey(key), kind)] = Record(
+                key=ReminderKey(key),
+                kind=kind,
+                status=status,
+                ref=ref,
+                etag=etag,
+                payload_hash=payload,
+                start=_dt(start),
+            )
+        return out
+
+    def save_record(
+        self,
+        key: str,
+        kind: str,
+        *,
+        status: str,
+        now: datetime,
+        ref: str | None = None,
+        etag: str | None = None,
+        payload_hash: str | None = None,
+        start: datetime | None = None,
+        client_id: str | None = None,
+        reason: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Insert or update one reminder record (its own transaction)."""
+        with self.transaction() as db:
+            db.execute(
+                """INSERT INTO reminders (key, kind, status, ref, etag, payload_hash, start,
+                       client_id, reason, note, created_at, updated_at)
+                   VALUES (?, ?, ?, COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?,
+                           COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?, ?)
+                   ON CONFLICT (key, kind) DO UPDATE SET status = excluded.status,
+                       ref = COALESCE(?, reminders.ref), etag = COALESCE(?, reminders.etag),
+                       payload_hash = COALESCE(?, reminders.payload_hash),
+                       start = COALESCE(excluded.start, reminders.start),
+                       client_id = COALESCE(?, reminders.client_id),
+                       reason = COALESCE(?, reminders.reason),
+                       note = COALESCE(?, reminders.note),
+                       updated_at = excluded.updated_at""",
+                (
+                    key, kind, status, ref, etag, payload_hash, _iso(start), client_id, reason, note,
+                    _iso(now), _iso(now),
+                    ref, etag, payload_hash, client_id, reason, note,
+                ),
+            )
+
+    def open_reminders(self) -> list[tuple[str, str, str, str]]:
+        """(key, kind, client_id, reason) of every reminder we wrote that is still open."""
+        return list(
+            self.conn.execute(
+                "SELECT key, kind, client_id, reason FROM reminders WHERE status = 'open' ORDER BY key, kind"
+            )
+        )
