@@ -335,9 +335,13 @@ def _read_toml(path: Path, what: str) -> tuple[dict[str, Any], str]:
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
+        # Python 3.11's error has no lineno attribute; its message ends "(at line N, column M)"
+        found = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        line = getattr(exc, "lineno", None) or (int(found.group(1)) if found else None)
         where = f"{path}:{line}" if line else str(path)
-        reason = getattr(exc, "msg", str(exc))
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", getattr(exc, "msg", str(exc)))
+        if found:
+            reason += f" (column {found.group(2)})"
         raise ConfigError([Problem(where, f"TOML syntax error: {reason}")]) from exc
 
 

@@ -117,9 +117,12 @@ def reconcile(
             else:
                 actions[slot] = Keep(key, kind)
             continue
+        if record is not None and record.status == "withdrawn" and reminder is None:
+            actions[slot] = Keep(key, kind)  # withdrawn earlier (a past event is left alone)
+            continue
         if key in handled:
             # the sibling of an item the therapist handled
-            if item is not None and item.status == "open":
+            if item is not None and item.status == "open" and (record is None or record.status == "open"):
                 actions[slot] = _withdraw(item, now, "handled by the therapist")
             elif record is not None and record.status == "open":
                 actions[slot] = Tombstone(key, kind, "handled by the therapist")
@@ -131,10 +134,10 @@ def reconcile(
                 actions[slot] = Keep(key, kind)  # we closed it earlier; leave it closed
             elif item is None:
                 actions[slot] = Create(reminder)
+            elif item.payload_hash != reminder.payload_hash:
+                actions[slot] = Update(reminder, item)  # also adopts it when state lost it
             elif record is None:
                 actions[slot] = Adopt(reminder, item)
-            elif item.payload_hash != reminder.payload_hash:
-                actions[slot] = Update(reminder, item)
             else:
                 actions[slot] = Keep(key, kind)
             continue

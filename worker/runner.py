@@ -318,7 +318,7 @@ def apply(plan: Plan, sink: Sink, state: State) -> Counter[str]:
                     receipt = sink.update(r, item)
                     state.save_record(
                         r.key, r.kind, status="open", now=now, ref=receipt.ref or item.ref, etag=receipt.etag,
-                        payload_hash=r.payload_hash,
+                        payload_hash=r.payload_hash, start=item.start, client_id=r.client_id, reason=r.reason.value,
                     )
                     done["updated"] += 1
                 case Withdraw(key=key, kind=kind, item=item, note=note, delete=delete):
@@ -353,8 +353,11 @@ def run_pass(
     dry_run: bool = False,
     include_stale: bool = False,
     on_phase: Callable[[str], None] | None = None,
+    sink: Sink | None = None,
 ) -> PassOutcome:
     """One pass. With `dry_run` the state is an in-memory copy and nothing is written.
+
+    `sink` replaces the configured reminder sink (tests use an in-memory one).
 
     Raises:
         LockedError: another pass runs (only without dry_run).
@@ -368,12 +371,18 @@ def run_pass(
     try:
         if dry_run:
             state = State.snapshot(settings.state_dir)
-            return _pass(settings, state, now, dry_run=True, include_stale=include_stale, started=started, on_phase=on_phase)
+            return _pass(
+                settings, state, now, dry_run=True, include_stale=include_stale, started=started,
+                on_phase=on_phase, sink=sink,
+            )
         with run_lock(settings.state_dir):
             state = State.open(settings.state_dir)
             if state.moved_aside is not None:
                 log.warning("state.corrupt", moved_to=str(state.moved_aside))
-            return _pass(settings, state, now, dry_run=False, include_stale=include_stale, started=started, on_phase=on_phase)
+            return _pass(
+                settings, state, now, dry_run=False, include_stale=include_stale, started=started,
+                on_phase=on_phase, sink=sink,
+            )
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
 
@@ -387,16 +396,18 @@ def _pass(
     include_stale: bool,
     started: float,
     on_phase: Callable[[str], None] | None,
+    sink: Sink | None,
 ) -> PassOutcome:
     roster = Roster.of(settings.clients)
     source = open_source(settings, settings.source)
-    sink: Sink | None = None
+    given = sink
     try:
         if on_phase:
             on_phase("reading the calendar")
         counts = sync_source(source, settings, state, roster, now)
         log.info("source.read", source=source.name, changed=counts["changed"], removed=counts["removed"], bad=counts["bad"], ambiguous=counts["ambiguous"])
-        sink = open_sink(settings, settings.reminders)
+        if sink is None:
+            sink = open_sink(settings, settings.reminders)
         if on_phase:
             on_phase("working out the calls")
         plan = decide(settings, state, sink, now, include_stale=include_stale)
@@ -427,7 +438,7 @@ def _pass(
         return PassOutcome(plan=plan, counts=done, duration_ms=duration)
     finally:
         source.close()
-        if sink is not None:
+        if sink is not None and sink is not given:
             sink.close()
         state.close()
 
