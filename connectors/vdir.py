@@ -141,6 +141,17 @@ class VdirSink:
     def kinds(self) -> frozenset[ItemKind]:
         return frozenset(self.folders)
 
+    def sweep(self) -> int:
+        """Remove temporary files a killed pass left behind (the caller holds the run lock)."""
+        removed = 0
+        for folder in self.folders.values():
+            if folder.is_dir():
+                for leftover in folder.glob(".callsheet-*.tmp"):
+                    with contextlib.suppress(FileNotFoundError):
+                        leftover.unlink()
+                        removed += 1
+        return removed
+
     def _folder(self, kind: ItemKind) -> Path:
         folder = self.folders[kind]
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -416,6 +416,9 @@ def _pass(
         if not dry_run:
             if on_phase:
                 on_phase("writing reminders")
+            sweep = getattr(sink, "sweep", None)
+            if sweep is not None:
+                sweep()
             done = apply(plan, sink, state)
         duration = int((_time.monotonic() - started) * 1000)
         log.info(
