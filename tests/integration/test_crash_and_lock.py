@@ -104,6 +104,7 @@ def test_two_passes_at_once_one_skips(tmp_path: Path, capsys: pytest.CaptureFixt
     cmd = [sys.executable, "-m", "worker.cli", "--config", str(practice.config), "run", "--once", "--now", NOWS[0]]
     blocked = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     holder.wait(timeout=10)
+    holder.stdout.close()
     assert blocked.returncode == 0
     assert "another pass is running" in blocked.stderr
     assert not practice.events_dir.exists()
