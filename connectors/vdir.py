@@ -20,7 +20,7 @@ import structlog
 
 from connectors.base import Receipt
 from connectors.ical import build_item, complete_item, parse_calendar, read_item, uid_for, update_item
-from worker.errors import ConfigError, ConflictError, DataError, Problem
+from worker.errors import ConfigError, ConflictError, ConnectorError, DataError, Problem
 from worker.model import ItemKind, Managed, Reminder, SourceBatch, Window
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ class VdirSource:
     def read(self, window: Window, cursor: dict[str, object] | None) -> SourceBatch:
         """Parse the files that changed, and the recurring ones when the window moved."""
         if not self.path.is_dir():
-            raise ConfigError([Problem(str(self.path), "the source folder does not exist")])
+            # not a config error: a folder on a network share may come back by the next pass
+            raise ConnectorError(f"the source folder {self.path} does not exist", source=self.name, operation="list")
         previous = cursor or {}
         old_files = previous.get("files", {})
         old_recurring = set(previous.get("recurring", []) or [])  # type: ignore[call-overload]

@@ -17,7 +17,7 @@ from worker import runner
 from worker.cli import EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
 from worker.config import Settings, load_settings
 from worker.errors import ConfigError, ConnectorError, LockedError
-from worker.model import Attendance, CallNeed
+from worker.model import Appointment, Attendance, CallNeed
 from worker.roster import Roster
 
 
@@ -72,9 +72,9 @@ def run_once(settings: Settings, now: datetime, *, include_stale: bool) -> int:
         print("callsheet: another pass is running; skipped.", file=sys.stderr)
         return EXIT_OK
     except ConnectorError as exc:
-        runner.write_health(settings.state_dir, now=datetime.now(UTC), outcome="failed", counts={}, error=type(exc).__name__)
+        runner.record_failure(settings, now, exc)
         raise
-    runner.write_health(settings.state_dir, now=datetime.now(UTC), outcome="ok", counts=dict(outcome.counts))
+    runner.write_health(settings.state_dir, now=now, outcome="ok", counts=dict(outcome.counts))
     c = outcome.counts
     print(
         f"{sum(1 for n in outcome.plan.needs if n.state == 'due')} calls due; "
@@ -123,15 +123,9 @@ def plan(settings: Settings, now: datetime, *, as_json: bool, include_stale: boo
 def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
     """The caseload, most in need of attention first."""
     outcome = runner.run_pass(settings, now, dry_run=True)
-    from worker.state import State
-
-    state = State.snapshot(settings.state_dir)
-    try:
-        appointments = runner.appointments_at(state, settings, now)
-        open_keys = {key for key, _kind, _c, _r in state.open_reminders()}
-    finally:
-        state.close()
-    by_client: dict[str, list[object]] = {}
+    appointments = outcome.plan.appointments
+    open_keys = {key for (key, _kind), item in outcome.plan.held.items() if item.status == "open"}
+    by_client: dict[str, list[Appointment]] = {}
     for a in appointments:
         by_client.setdefault(a.client_id, []).append(a)
     needs_by: dict[str, list[CallNeed]] = {}
@@ -140,11 +134,11 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
             needs_by.setdefault(n.client_id, []).append(n)
     rows = []
     for client in settings.clients:
-        appts = sorted(by_client.get(client.id, []), key=lambda a: a.start)  # type: ignore[attr-defined]
-        attended = [a for a in appts if a.attendance in (Attendance.ATTENDED, Attendance.ARRIVED)]  # type: ignore[attr-defined]
-        ahead = [a for a in appts if not a.is_cancelled and a.end > now]  # type: ignore[attr-defined]
-        last = attended[-1].end if attended else None  # type: ignore[attr-defined]
-        nxt = ahead[0].start if ahead else None  # type: ignore[attr-defined]
+        appts = sorted(by_client.get(client.id, []), key=lambda a: a.start)
+        attended = [a for a in appts if a.attendance in (Attendance.ATTENDED, Attendance.ARRIVED)]
+        ahead = [a for a in appts if not a.is_cancelled and a.end > now]
+        last = attended[-1].end if attended else None
+        nxt = ahead[0].start if ahead else None
         open_calls = len(needs_by.get(client.id, []))
         days = (now - last).days if last else None
         rows.append(
@@ -156,6 +150,7 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
                 "next_booked": nxt.astimezone(settings.practice.tz).isoformat() if nxt else None,
                 "open_calls": open_calls,
                 "reminders_open": sum(1 for n in needs_by.get(client.id, []) if n.key in open_keys),
+                "needs": sorted(n.reason.value for n in needs_by.get(client.id, [])),
                 "days_since_contact": days,
             }
         )
@@ -164,7 +159,8 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
             r["status"] != "active",
             -int(r["open_calls"]),  # type: ignore[call-overload]
             r["next_booked"] is not None,
-            -(r["days_since_contact"] if r["days_since_contact"] is not None else -1),  # type: ignore[operator]
+            # never seen (only missed or cancelled) counts as the longest time without contact
+            -(r["days_since_contact"] if r["days_since_contact"] is not None else 10**6),  # type: ignore[operator]
             r["client"],
         )
     )

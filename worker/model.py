@@ -159,6 +159,12 @@ class Reason(StrEnum):
     TERMINATION_LETTER = "termination_letter"
 
 
+class SystemReason(StrEnum):
+    """Reasons for reminders about callsheet itself, not about a client."""
+
+    ATTENTION = "attention"
+
+
 NeedState = Literal["due", "upcoming", "stale"]
 
 
@@ -200,7 +206,7 @@ class Reminder:
     key: ReminderKey
     kind: ItemKind
     client_id: ClientId
-    reason: Reason
+    reason: Reason | SystemReason
     start: datetime
     end: datetime
     title: str

@@ -9,10 +9,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from worker.model import Busy, CallNeed, Reason, overlaps
+from worker.model import Busy, CallNeed, Reason
 
 _SEARCH_DAYS = 120
 
@@ -39,23 +39,44 @@ class Hours:
 
 
 class BusyIndex:
-    """Sorted busy intervals with fast overlap queries."""
+    """Busy time as sorted, disjoint intervals: an overlap query is one binary search.
+
+    Overlapping intervals are merged as they come in, so one long block (a day off, a
+    retreat) costs no more to query than a short one. Intervals that only touch stay apart:
+    [9:00, 10:00) and [10:00, 11:00) leave 10:00 exactly free for nothing of positive length.
+    """
 
     def __init__(self, busy: Iterable[Busy]) -> None:
-        self._items = sorted(((b.start, b.end) for b in busy), key=lambda x: x[0])
-        self._starts = [s for s, _ in self._items]
-        self._max_len = max((e - s for s, e in self._items), default=timedelta(0))
+        self._starts: list[datetime] = []
+        self._ends: list[datetime] = []  # non-decreasing, like the starts
+        for start, end in sorted((_utc(b.start), _utc(b.end)) for b in busy):
+            if self._ends and start < self._ends[-1]:
+                self._ends[-1] = max(self._ends[-1], end)
+            else:
+                self._starts.append(start)
+                self._ends.append(end)
 
     def add(self, start: datetime, end: datetime) -> None:
-        i = bisect.bisect_left(self._starts, start)
-        self._starts.insert(i, start)
-        self._items.insert(i, (start, end))
-        self._max_len = max(self._max_len, end - start)
+        """Mark [start, end) busy."""
+        start, end = _utc(start), _utc(end)
+        lo = bisect.bisect_right(self._ends, start)  # the first interval ending after `start`
+        hi = bisect.bisect_left(self._starts, end)  # intervals before `hi` begin before `end`
+        if lo < hi:  # lo..hi-1 share time with [start, end): merge them into one
+            start = min(start, self._starts[lo])
+            end = max(end, self._ends[hi - 1])
+        self._starts[lo:hi] = [start]
+        self._ends[lo:hi] = [end]
 
     def conflicts(self, start: datetime, end: datetime, margin: timedelta = timedelta(0)) -> bool:
-        lo = bisect.bisect_left(self._starts, start - self._max_len - margin)
-        hi = bisect.bisect_left(self._starts, end + margin)
-        return any(overlaps(s - margin, e + margin, start, end) for s, e in self._items[lo:hi])
+        """True when [start - margin, end + margin) shares any time with a busy interval."""
+        lo, hi = _utc(start) - margin, _utc(end) + margin
+        i = bisect.bisect_left(self._starts, hi) - 1  # the last interval beginning before `hi`
+        return i >= 0 and self._ends[i] > lo  # ends are sorted: the latest end is the last one
+
+
+def _utc(moment: datetime) -> datetime:
+    # one zone for every stored time: comparisons within one tzinfo are plain and fast
+    return moment.astimezone(UTC)
 
 
 def _ceil(moment: datetime, step: timedelta, tz: ZoneInfo) -> datetime:
@@ -82,13 +103,40 @@ def _candidates(start: datetime, hours: Hours, length: timedelta) -> Iterable[da
 
 
 def first_free(
-    after: datetime, hours: Hours, busy: BusyIndex, length: timedelta
+    after: datetime,
+    hours: Hours,
+    busy: BusyIndex,
+    length: timedelta,
+    *,
+    known: dict[datetime, datetime] | None = None,
 ) -> datetime | None:
-    """The first slot of `length` at or after `after` inside office hours with nothing busy."""
-    for at in _candidates(after, hours, length):
-        if not busy.conflicts(at, at + length):
-            return at
-    return None
+    """The first slot of `length` at or after `after` inside office hours with nothing busy.
+
+    `known` is a memo shared by searches over one BusyIndex that only grows: it maps a slot
+    to a later slot with nothing free in between, so a run of calls placed from the same
+    moment does not re-walk the slots already taken (placement stays linear, not quadratic).
+    """
+    memo = {} if known is None else known
+    stop_day = after.astimezone(hours.tz).date() + timedelta(days=_SEARCH_DAYS)
+    passed: list[datetime] = []
+    begin = after
+    while True:
+        for at in _candidates(begin, hours, length):
+            if at.date() >= stop_day:
+                return None
+            jump = memo.get(at)
+            if jump is not None and jump > at:
+                passed.append(at)
+                begin = jump
+                break
+            if not busy.conflicts(at, at + length):
+                for slot in passed:
+                    memo[slot] = at
+                return at
+            if not passed:
+                passed.append(at)
+        else:
+            return None
 
 
 def is_immediate(need: CallNeed, now: datetime, tz: ZoneInfo) -> bool:
@@ -120,11 +168,12 @@ def place(
     for start in taken:
         index.add(start, start + length)
     out: dict[str, datetime] = {}
+    known: dict[datetime, datetime] = {}  # valid while `index` only grows (see first_free)
     for need in needs:
         if is_immediate(need, now, hours.tz):
             at = now.replace(second=0, microsecond=0).astimezone(hours.tz)
         else:
-            found = first_free(max(need.due, now), hours, index, length)
+            found = first_free(max(need.due, now), hours, index, length, known=known)
             at = found if found is not None else max(need.due, now).astimezone(hours.tz)
         out[need.key] = at
         index.add(at, at + length)

@@ -42,6 +42,21 @@ class Policy:
 
 
 _ORDER = {reason: n for n, reason in enumerate(Reason)}
+_CANCELLED = frozenset({Attendance.CANCELLED, Attendance.LATE_CANCEL})
+_SEEN = frozenset({Attendance.ATTENDED, Attendance.ARRIVED})
+_WITH_CLIENT = frozenset({Attendance.IN_PROGRESS, Attendance.ARRIVED})
+
+
+def _key_part(text: str) -> str:
+    """A uid as it goes into a key: '|' (the key separator) and '%' escaped, else unchanged.
+
+    Without this, uid "x|20260302T150000Z" (a single event) and uid "x" with recurrence id
+    "20260302T150000Z" would hash the same text and share a key. Ordinary uids are unchanged,
+    so their keys are exactly DESIGN.md's formula.
+    """
+    if "|" not in text and "%" not in text:
+        return text
+    return text.replace("%", "%25").replace("|", "%7C")
 
 
 def _state(due: datetime, now: datetime, policy: Policy) -> NeedState:
@@ -64,7 +79,7 @@ def _need(
     state: NeedState | None = None,
 ) -> CallNeed:
     return CallNeed(
-        key=reminder_key(client_id, reason.value, anchor.uid, anchor.recurrence_id),
+        key=reminder_key(client_id, reason.value, _key_part(anchor.uid), _key_part(anchor.recurrence_id)),
         client_id=client_id,
         reason=reason,
         due=due,
@@ -96,7 +111,8 @@ def late_needs(client: Client, appts: Sequence[Appointment], now: datetime, poli
         if due > now and a.start - now > policy.late_upcoming:
             continue
         # a late call is only useful while the appointment runs: never stale
-        out.append(_need(client.id, Reason.LATE, due, a, now, policy, state="due" if due <= now else "upcoming"))
+        state: NeedState = "due" if due <= now else "upcoming"
+        out.append(_need(client.id, Reason.LATE, due, a, now, policy, state=state))
     return out
 
 
@@ -112,10 +128,13 @@ def no_show_needs(
 
 
 def _has_future_booking(appts: Sequence[Appointment], now: datetime) -> bool:
-    return any(not a.is_cancelled and a.end > now for a in appts)
+    # newest first: a client who is still coming is found at once
+    return any(a.end > now and a.attendance not in _CANCELLED for a in reversed(appts))
 
 
-def rebook_needs(client: Client, appts: Sequence[Appointment], now: datetime, policy: Policy) -> list[CallNeed]:
+def rebook_needs(
+    client: Client, appts: Sequence[Appointment], now: datetime, policy: Policy
+) -> list[CallNeed]:
     """not_rebooked / cancelled_not_rebooked, superseded by termination_letter; at most one.
 
     "Latest appointment" orders by start, cancelled ones included; it decides which applies.
@@ -138,26 +157,29 @@ def rebook_needs(client: Client, appts: Sequence[Appointment], now: datetime, po
     return [_need(client.id, reason, due, latest, now, policy)]
 
 
-def lapsed_needs(client: Client, appts: Sequence[Appointment], now: datetime, policy: Policy) -> list[CallNeed]:
+def lapsed_needs(
+    client: Client, appts: Sequence[Appointment], now: datetime, policy: Policy
+) -> list[CallNeed]:
     """Has come before, keeps cancelling or missing, still has something booked ahead.
 
     Due at the last attended end + lapse_after. Not raised when an appointment booked before
-    the due time would settle it anyway.
+    the due time would settle it anyway, nor while the client is in an appointment right now
+    (it settles the matter when it ends).
     """
-    attended = [a for a in appts if a.attendance in (Attendance.ATTENDED, Attendance.ARRIVED) and a.end <= now]
-    if not attended:
+    i = len(appts) - 1
+    while i >= 0 and not (appts[i].attendance in _SEEN and appts[i].end <= now):
+        i -= 1
+    if i < 0:
         return []
-    last = attended[-1]
-    excuses = [
-        a
-        for a in appts
-        if a.start >= last.end and (a.is_cancelled or a.attendance is Attendance.NO_SHOW)
-    ]
-    if not excuses:
+    last = appts[i]
+    since = [a for a in appts[i + 1 :] if a.start >= last.end]
+    if not any(a.attendance in _CANCELLED or a.attendance is Attendance.NO_SHOW for a in since):
         return []
-    ahead = [a for a in appts if not a.is_cancelled and a.start >= last.end and a.end > now]
+    ahead = [a for a in since if a.attendance not in _CANCELLED and a.end > now]
     if not ahead:
         return []  # nothing booked: not_rebooked / cancelled_not_rebooked apply instead
+    if any(a.start <= now and a.attendance in _WITH_CLIENT for a in ahead):
+        return []
     due = last.end + policy.lapse_after
     if due > now and any(a.start < due for a in ahead):
         return []
@@ -178,39 +200,54 @@ def conflict_needs(
     now: datetime,
     policy: Policy,
 ) -> list[CallNeed]:
-    """double_booked and acquainted_conflict among future appointments within lookahead.
+    """double_booked and acquainted_conflict among appointments ahead, within lookahead.
 
     An overlapping pair is a double booking, whatever the acquaintance: one call fixes both.
+    An appointment under way still blocks the one that follows it, but only an appointment
+    that has not started can be moved, so only such a one is called. Cancelled and no-show
+    appointments, and appointments of discharged or unknown clients, take no part: nobody is
+    coming to them.
     """
     horizon = now + policy.lookahead
-    future = sorted(
-        (a for a in appts if not a.is_cancelled and a.start > now and a.start <= horizon),
+    live = sorted(
+        (
+            a
+            for a in appts
+            if a.end > now
+            and a.start <= horizon
+            and a.attendance not in _CANCELLED
+            and a.attendance is not Attendance.NO_SHOW
+            and a.client_id in clients
+            and not clients[a.client_id].discharged
+        ),
         key=lambda a: (a.start, a.id),
     )
     found: dict[tuple[Reason, str], CallNeed] = {}
     reach = max(policy.acquainted_gap, timedelta(0))
-    for i, a in enumerate(future):
-        for b in future[i + 1 :]:
-            if b.start >= a.end + reach:
+    for i, a in enumerate(live):
+        limit = a.end + reach
+        for b in live[i + 1 :]:
+            if b.start >= limit:
                 break  # sorted by start: every later b is at least as far from a
             if a.client_id == b.client_id:
                 continue
             called, other = _called(a, b)
-            client = clients.get(called.client_id)
-            if client is None or client.discharged:
-                continue
+            if called.start <= now:
+                continue  # both under way: nothing left to move
             if overlaps(a.start, a.end, b.start, b.end):
                 reason = Reason.DOUBLE_BOOKED
             elif (
-                b.client_id in clients.get(a.client_id, client).acquainted_with
-                or a.client_id in clients.get(b.client_id, client).acquainted_with
+                b.client_id in clients[a.client_id].acquainted_with
+                or a.client_id in clients[b.client_id].acquainted_with
             ) and gap_between(a.start, a.end, b.start, b.end) < policy.acquainted_gap:
                 reason = Reason.ACQUAINTED_CONFLICT
             else:
                 continue
             slot = (reason, called.id)
             if slot not in found:
-                found[slot] = _need(called.client_id, reason, now, called, now, policy, other=other, state="due")
+                found[slot] = _need(
+                    called.client_id, reason, now, called, now, policy, other=other, state="due"
+                )
     return list(found.values())
 
 
@@ -226,22 +263,20 @@ def needs(
     Deterministic: the same appointments in any order give the same list. A discharged client
     gets nothing; appointments of clients not in the roster are ignored.
     """
+    known = _chronological(a for a in appointments if a.client_id in clients)
     by_client: dict[ClientId, list[Appointment]] = defaultdict(list)
-    known: list[Appointment] = []
-    for a in appointments:
-        if a.client_id in clients:
-            by_client[a.client_id].append(a)
-            known.append(a)
+    for a in known:
+        by_client[a.client_id].append(a)  # one sort: each client's list is chronological too
     out: list[CallNeed] = []
     for client_id in sorted(by_client):
         client = clients[client_id]
         if client.discharged:
             continue
-        appts = _chronological(by_client[client_id])
+        appts = by_client[client_id]
         out += late_needs(client, appts, now, policy)
         out += no_show_needs(client, appts, now, policy)
         out += rebook_needs(client, appts, now, policy)
         out += lapsed_needs(client, appts, now, policy)
-    out += conflict_needs(clients, _chronological(known), now, policy)
+    out += conflict_needs(clients, known, now, policy)
     unique = {n.key: n for n in out}
     return sorted(unique.values(), key=lambda n: (n.due, n.client_id, _ORDER[n.reason], n.key))

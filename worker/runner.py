@@ -16,7 +16,7 @@ import time as _time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -43,10 +43,12 @@ from worker.model import (
     Observation,
     Reason,
     Reminder,
+    SystemReason,
     Tombstone,
     Update,
     Window,
     Withdraw,
+    reminder_key,
 )
 from worker.reconcile import action_name, reconcile
 from worker.roster import AMBIGUOUS, Roster
@@ -181,6 +183,8 @@ class Plan:
     reminders: dict[tuple[str, str], Reminder]
     held: dict[tuple[str, str], Managed]
     counts: Counter[str] = field(default_factory=Counter)
+    alerts: list[Managed] = field(default_factory=list)
+    appointments: list[Appointment] = field(default_factory=list)
 
     def need_action(self, need: CallNeed) -> str:
         """The one verb `plan --json` shows for a need (over its event and task)."""
@@ -256,7 +260,9 @@ def decide(
     roster = Roster.of(settings.clients)
     appointments = appointments_at(state, settings, now)
     needs = rules.needs(roster.clients, appointments, now=now, policy=policy_of(settings))
-    held_items = list(sink.managed())
+    every_item = list(sink.managed())
+    alerts = [m for m in every_item if m.reason == SystemReason.ATTENTION.value]
+    held_items = [m for m in every_item if m.reason != SystemReason.ATTENTION.value]
     held = {(m.key, m.kind): m for m in held_items}
     records = state.records()
     sink_kinds = sink.kinds()
@@ -290,7 +296,8 @@ def decide(
             operation="list",
         )
     counts: Counter[str] = Counter(n.state for n in needs)
-    return Plan(now=now, needs=needs, actions=actions, reminders=desired, held=held, counts=counts)
+    return Plan(now=now, needs=needs, actions=actions, reminders=desired, held=held, counts=counts, alerts=alerts,
+                appointments=appointments)
 
 
 def apply(plan: Plan, sink: Sink, state: State) -> Counter[str]:
@@ -420,6 +427,9 @@ def _pass(
             if sweep is not None:
                 sweep()
             done = apply(plan, sink, state)
+            for alert in plan.alerts:  # healthy again: the "needs attention" reminder goes
+                sink.delete(alert)
+                done["alerts_cleared"] += 1
         duration = int((_time.monotonic() - started) * 1000)
         log.info(
             "pass.finished",
@@ -456,7 +466,7 @@ def write_health(state_dir: Path, *, now: datetime, outcome: str, counts: dict[s
     previous = read_health(state_dir) or {}
     last_ok = now.isoformat() if outcome == "ok" else previous.get("last_ok")
     failing_since = None if outcome == "ok" else (previous.get("failing_since") or now.isoformat())
-    body = {
+    body: dict[str, object] = {
         "time": now.isoformat(),
         "outcome": outcome,
         "last_ok": last_ok,
@@ -465,11 +475,24 @@ def write_health(state_dir: Path, *, now: datetime, outcome: str, counts: dict[s
         "counts": counts,
         "pid": os.getpid(),
     }
+    if outcome != "ok" and previous.get("alerted"):
+        body["alerted"] = True
+    _write_json(path, body)
+
+
+def _write_json(path: Path, body: dict[str, object]) -> None:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(body, handle, sort_keys=True)
     os.replace(tmp, path)
+
+
+def record_failure(settings: Settings, now: datetime, exc: BaseException) -> None:
+    """Note a failed pass in health.json, and raise the alarm if it has lasted too long."""
+    error = type(exc).__name__
+    write_health(settings.state_dir, now=now, outcome="failed", counts={}, error=error)
+    alert_if_failing(settings, now, error)
 
 
 def read_health(state_dir: Path) -> dict[str, object] | None:
@@ -478,6 +501,71 @@ def read_health(state_dir: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+ALERT_KEY = reminder_key("callsheet", SystemReason.ATTENTION.value, "health", "")
+
+_FIXES = {
+    "AuthError": (
+        "callsheet lost its permission to read or write the calendar (the authorisation expired or "
+        "was revoked). On the computer that runs callsheet, run the setup again: "
+        "python scripts/authorize_google.py --config {config} (for CalDAV: check the password file)."
+    ),
+    "ConfigError": "The configuration has a problem. Run: callsheet --config {config} check",
+    "StateError": "The state database cannot be used. Run: callsheet --config {config} check",
+}
+_DEFAULT_FIX = (
+    "callsheet could not reach the calendar server. Check that the server is up, the address and "
+    "password are right, and the network works; `callsheet --config {config} check` shows what fails."
+)
+
+
+def alert_if_failing(settings: Settings, now: datetime, error: str) -> bool:
+    """After passes kept failing for `run.alert_after`, write one "needs attention" reminder.
+
+    Written once per failing stretch (health.json remembers it); removed by the next healthy
+    pass. Returns True when it was written now. Never raises: the sink may be unreachable too.
+    """
+    beat = read_health(settings.state_dir) or {}
+    since_text = beat.get("failing_since")
+    if not since_text or beat.get("alerted"):
+        return False
+    since = datetime.fromisoformat(str(since_text))
+    if now - since < settings.run.alert_after:
+        return False
+    fix = _FIXES.get(error, _DEFAULT_FIX).format(config=settings.path)
+    local = since.astimezone(settings.practice.tz)
+    body = (
+        f"callsheet has not completed a pass since {local:%a %d %b %H:%M} ({error}).\n\n{fix}\n\n"
+        "Until this is fixed no new call reminders are written. This reminder disappears by itself "
+        "once callsheet works again."
+    )
+    reminder = Reminder(
+        key=ALERT_KEY,
+        kind="event",
+        client_id=ClientId("callsheet"),
+        reason=SystemReason.ATTENTION,
+        start=now,
+        end=now + timedelta(minutes=15),
+        title="callsheet needs attention",
+        description=body,
+        payload_hash=render.payload_hash("callsheet needs attention", body),
+    )
+    try:
+        sink = open_sink(settings, settings.reminders)
+        try:
+            if "event" not in sink.kinds():
+                reminder = replace(reminder, kind="task")
+            sink.create(reminder)
+        finally:
+            sink.close()
+    except Exception as exc:  # noqa: BLE001 - the alert is best effort; the health file still tells
+        log.warning("alert.unwritable", error=type(exc).__name__)
+        return False
+    beat["alerted"] = True
+    _write_json(settings.state_dir / "health.json", beat)
+    log.warning("alert.written", error=error, since=since.isoformat())
+    return True
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -523,10 +611,10 @@ def loop(
         except ConfigError:
             raise
         except ConnectorError as exc:
-            write_health(settings.state_dir, now=now, outcome="failed", counts={}, error=type(exc).__name__)
+            record_failure(settings, now, exc)
             log.error("pass.failed", error=type(exc).__name__, operation=exc.operation, source=exc.source)
         except Exception as exc:  # noqa: BLE001 - the loop must survive any one bad pass
-            write_health(settings.state_dir, now=now, outcome="failed", counts={}, error=type(exc).__name__)
+            record_failure(settings, now, exc)
             log.error("pass.failed", error=type(exc).__name__)
         passes += 1
         if max_passes is not None and passes >= max_passes:

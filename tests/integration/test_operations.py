@@ -1,0 +1,151 @@
+"""Unattended operation: the loop, SIGTERM, the heartbeat, the attention alert, status, purge."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from connectors.ical import read_item
+from tests.practice import Practice, local, vevent
+from worker import runner
+from worker.cli import main
+from worker.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _setup(practice: Practice) -> None:
+    practice.add("avery-last", vevent("avery-last", "Avery Quinn", local("2026-03-03 10:00")))
+    practice.add("cameron-missed", vevent("cameron-missed", "Cameron Tate no show", local("2026-03-09 14:00")))
+    practice.add("blake-next", vevent("blake-next", "Blake Rowe", local("2026-03-20 10:00")))
+
+
+def _read_lines(stream: object, until: str, timeout: float = 30) -> list[dict[str, object]]:
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = stream.readline()  # type: ignore[attr-defined]
+        if not raw:
+            break
+        lines.append(json.loads(raw))
+        if lines[-1].get("event") == until:
+            return lines
+    raise AssertionError(f"{until} not seen in {lines}")
+
+
+def test_loop_runs_passes_and_stops_on_sigterm(practice: Practice) -> None:
+    """`run --every 1s` runs pass after pass; SIGTERM mid-pass finishes that pass and exits 0."""
+    today = datetime.now(UTC).astimezone(local("2026-01-01 00:00").tzinfo).replace(hour=10, minute=0, second=0, microsecond=0)
+    practice.add("avery-last", vevent("avery-last", "Avery Quinn", today - timedelta(days=9)))
+    practice.add("cameron-missed", vevent("cameron-missed", "Cameron Tate no show", today - timedelta(days=2)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "--config", str(practice.config), "run", "--every", "1s"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = _read_lines(proc.stderr, "pass.finished")
+        assert first[-1]["created"] == 4
+        _read_lines(proc.stderr, "source.read")  # the second pass has started
+        proc.send_signal(signal.SIGTERM)
+        rest = _read_lines(proc.stderr, "loop.stopped", timeout=10)
+        assert rest[-1]["signal"] == "SIGTERM"
+        assert any(line["event"] == "pass.finished" for line in rest)  # the pass was finished, not cut
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    beat = runner.read_health(load_settings(practice.config).state_dir)
+    assert beat is not None and beat["outcome"] == "ok"
+
+
+def test_loop_survives_a_failing_pass(practice: Practice) -> None:
+    """A failed pass is logged and recorded in health.json; the loop goes on to the next one."""
+    settings = load_settings(practice.config)
+    practice.calendar.rmdir()  # the source folder is gone: every pass fails
+    clock = iter([datetime(2026, 3, 11, 15, tzinfo=UTC), datetime(2026, 3, 11, 15, 5, tzinfo=UTC)])
+    stop = runner.Stop()
+    assert runner.loop(settings, timedelta(seconds=0.01), clock=lambda: next(clock), stop=stop, max_passes=2) == 0
+    beat = runner.read_health(settings.state_dir)
+    assert beat is not None and beat["outcome"] == "failed" and beat["error"] == "ConnectorError"
+    assert beat["time"] == "2026-03-11T15:05:00+00:00"  # the second pass ran and failed too
+    assert beat["failing_since"] == "2026-03-11T15:00:00+00:00"
+
+
+def test_check_health(practice: Practice, capsys: pytest.CaptureFixture[str]) -> None:
+    """check --health fails with no good pass, passes after one, fails when it is older than three intervals."""
+    _setup(practice)
+    settings = load_settings(practice.config)
+    assert main(["--config", str(practice.config), "check", "--health"]) == 1
+    assert main(["--config", str(practice.config), "run", "--once"]) == 0
+    assert main(["--config", str(practice.config), "check", "--health"]) == 0
+    old = datetime.now(UTC) - 3 * settings.run.every - timedelta(seconds=5)
+    runner.write_health(settings.state_dir, now=old, outcome="ok", counts={})
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "check", "--health"]) == 1
+    assert "unhealthy: last good pass" in capsys.readouterr().out
+    beat = json.loads((settings.state_dir / "health.json").read_text())
+    assert set(beat) >= {"time", "outcome", "last_ok", "counts", "error"}
+    assert (settings.state_dir / "health.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_attention_alert_appears_once_and_clears(practice: Practice) -> None:
+    """Failing longer than alert_after writes one "needs attention" reminder; a good pass removes it."""
+    _setup(practice)
+    t0 = local("2026-03-11 09:00")
+    assert main(["--config", str(practice.config), "run", "--once", "--now", t0.isoformat()]) == 0
+    saved = practice.calendar.rename(practice.root / "calendar-away")
+    for minutes in (5, 60, 125, 130, 200):
+        now = t0 + timedelta(minutes=minutes)
+        assert main(["--config", str(practice.config), "run", "--once", "--now", now.isoformat()]) == 1
+    alerts = [p for p in practice.events_dir.glob("*.ics") if "callsheet needs attention" in p.read_text()]
+    assert len(alerts) == 1
+    assert "has not completed a pass since" in alerts[0].read_text()
+    saved.rename(practice.calendar)
+    assert main(["--config", str(practice.config), "run", "--once", "--now", (t0 + timedelta(hours=4)).isoformat()]) == 0
+    assert not [p for p in practice.events_dir.glob("*.ics") if "callsheet needs attention" in p.read_text()]
+    items = [read_item(p.read_bytes(), ref=str(p)) for p in practice.events_dir.glob("*.ics")]
+    assert len(items) == 2
+
+
+def test_status_table_and_json(practice: Practice, capsys: pytest.CaptureFixture[str]) -> None:
+    """status lists every client, who needs attention first, as a table and as JSON lines."""
+    _setup(practice)
+    now = "2026-03-11T12:00:00-05:00"
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "status", "--json", "--now", now]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["client"] for r in rows] == ["c003", "c001", "c002", "c004"]
+    by_id = {r["client"]: r for r in rows}
+    assert by_id["c001"]["open_calls"] == 1 and by_id["c001"]["days_since_contact"] == 8
+    assert by_id["c002"]["next_booked"] == "2026-03-20T10:00:00-05:00"
+    assert main(["--config", str(practice.config), "status", "--now", now]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == ["Client", "Last", "attended", "Next", "booked", "Open", "calls", "Days", "since", "Status"]
+    assert "Avery" not in table  # aliases only
+
+
+def test_purge_touches_only_our_items(practice: Practice, capsys: pytest.CaptureFixture[str]) -> None:
+    """purge --dry-run lists, purge --yes removes only files carrying our key."""
+    _setup(practice)
+    assert main(["--config", str(practice.config), "run", "--once", "--now", "2026-03-11T12:00:00-05:00"]) == 0
+    mine = practice.events_dir / "my-own-note.ics"
+    mine.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260311T150000Z\r\nSUMMARY:mine\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "purge", "--dry-run"]) == 0
+    assert "4 items would be removed" in capsys.readouterr().out
+    assert len(list((practice.root / "out").rglob("callsheet-*.ics"))) == 4
+    assert main(["--config", str(practice.config), "purge", "--yes"]) == 0
+    assert list((practice.root / "out").rglob("callsheet-*.ics")) == []
+    assert mine.exists()
+    assert sorted(p.name for p in practice.calendar.iterdir()) == ["avery-last.ics", "blake-next.ics", "cameron-missed.ics"]
