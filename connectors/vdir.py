@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,21 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 _RECURRING_HINTS = (b"RRULE", b"RDATE", b"RECURRENCE-ID")
+_DTSTART_DAY = re.compile(rb"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
+
+
+def _outside(data: bytes, window: Window) -> bool:
+    """True when a one-off object plainly starts outside the window: no need to parse it.
+
+    A cheap look at the raw DTSTART dates (one day of slack for time zones). Anything unusual
+    (no DTSTART found, a recurrence) is parsed for real.
+    """
+    days = _DTSTART_DAY.findall(data)
+    if not days:
+        return False
+    low = (window.start - timedelta(days=1)).strftime("%Y%m%d").encode()
+    high = (window.end + timedelta(days=1)).strftime("%Y%m%d").encode()
+    return all(day < low or day > high for day in days)
 
 
 def _stamp(stat: os.stat_result) -> list[int]:
@@ -49,7 +65,9 @@ class VdirSource:
         """Parse the files that changed, and the recurring ones when the window moved."""
         if not self.path.is_dir():
             # not a config error: a folder on a network share may come back by the next pass
-            raise ConnectorError(f"the source folder {self.path} does not exist", source=self.name, operation="list")
+            raise ConnectorError(
+                f"the source folder {self.path} does not exist", source=self.name, operation="list"
+            )
         previous = cursor or {}
         old_files = previous.get("files", {})
         old_recurring = set(previous.get("recurring", []) or [])  # type: ignore[call-overload]
@@ -78,6 +96,9 @@ class VdirSource:
                 continue
             if any(hint in data for hint in _RECURRING_HINTS):
                 recurring.add(entry.name)
+            elif _outside(data, window):
+                batch.changed[entry.name] = []
+                continue
             try:
                 batch.changed[entry.name] = parse_calendar(
                     data,
@@ -134,7 +155,11 @@ class VdirSink:
             self.folders["task"] = reminders.tasks_path
         source = settings.source
         for folder in self.folders.values():
-            if source.kind == "vdir" and source.path is not None and folder.resolve() == source.path.resolve():
+            if (
+                source.kind == "vdir"
+                and source.path is not None
+                and folder.resolve() == source.path.resolve()
+            ):
                 raise ConfigError(
                     [Problem(str(settings.path), "[reminders] must not write into the source folder")]
                 )
@@ -176,10 +201,8 @@ class VdirSink:
     def create(self, reminder: Reminder) -> Receipt:
         path = self._folder(reminder.kind) / f"{uid_for(reminder.key)}.ics"
         data = build_item(reminder, stamp=datetime.now(UTC))
-        try:
+        with contextlib.suppress(FileExistsError):  # an earlier attempt wrote it: adopt it as it is
             _write_atomic(path, data, exclusive=True)
-        except FileExistsError:
-            pass  # it exists already (an earlier attempt): adopt it as it is
         return Receipt(ref=str(path), etag=_etag(path))
 
     def update(self, reminder: Reminder, item: Managed) -> Receipt:
