@@ -82,7 +82,12 @@ def vevent(
 
 
 def vcalendar(*components: str) -> str:
-    return "\r\n".join(["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//callsheet tests//EN", *components, "END:VCALENDAR"]) + "\r\n"
+    return (
+        "\r\n".join(
+            ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//callsheet tests//EN", *components, "END:VCALENDAR"]
+        )
+        + "\r\n"
+    )
 
 
 @dataclass

@@ -16,7 +16,8 @@ from typing import TextIO
 
 import structlog
 
-from worker import __version__, log as logsetup
+from worker import __version__
+from worker import log as logsetup
 from worker.config import Settings, default_config_path, load_settings
 from worker.durations import parse_duration
 from worker.errors import AuthError, ConfigError, ConnectorError, LockedError, StateError, WorkerError
@@ -66,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--yes", action="store_true", help="really remove")
 
     demo = sub.add_parser("demo", help="a sample practice in a local folder, one pass, the call sheet")
-    demo.add_argument("--dir", type=Path, default=Path("demo"), help="folder for the practice (default ./demo)")
+    demo.add_argument(
+        "--dir", type=Path, default=Path("demo"), help="folder for the practice (default ./demo)"
+    )
     demo.add_argument("--now", help=argparse.SUPPRESS)
     return p
 
@@ -142,7 +145,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.once or now_text:
             if args.every:
                 raise _usage("use --once or --every, not both")
-            return commands.run_once(settings, parse_now(now_text, settings), include_stale=args.include_stale)
+            return commands.run_once(
+                settings, parse_now(now_text, settings), include_stale=args.include_stale
+            )
         every = settings.run.every
         if args.every:
             try:

@@ -116,7 +116,9 @@ def plan(settings: Settings, now: datetime, *, as_json: bool, include_stale: boo
     print(call_sheet(settings, result))
     upcoming = sum(1 for n in result.needs if n.state == "upcoming")
     stale = sum(1 for n in result.needs if n.state == "stale")
-    print(f"\n{upcoming} upcoming, {stale} stale (older than {settings.rules.max_age.days} days). Nothing was written.")
+    print(
+        f"\n{upcoming} upcoming, {stale} stale (older than {settings.rules.max_age.days} days). Nothing was written."
+    )
     return EXIT_OK
 
 
@@ -198,7 +200,9 @@ def check(settings: Settings, *, health: bool) -> int:
             return EXIT_FAILED
         age = datetime.now(UTC) - datetime.fromisoformat(str(beat["last_ok"]))
         if age > limit:
-            print(f"unhealthy: last good pass {int(age.total_seconds())}s ago (limit {int(limit.total_seconds())}s)")
+            print(
+                f"unhealthy: last good pass {int(age.total_seconds())}s ago (limit {int(limit.total_seconds())}s)"
+            )
             return EXIT_FAILED
         print(f"healthy: last good pass {int(age.total_seconds())}s ago")
         return EXIT_OK
@@ -209,7 +213,9 @@ def check(settings: Settings, *, health: bool) -> int:
         try:
             now = datetime.now(UTC)
             batch = source.read(runner.window_for(settings, now), None)
-            print(f"[ok] source {settings.source.kind}: {len(batch.changed)} objects readable, {batch.bad} skipped")
+            print(
+                f"[ok] source {settings.source.kind}: {len(batch.changed)} objects readable, {batch.bad} skipped"
+            )
         finally:
             source.close()
     except (ConnectorError, ConfigError) as exc:
@@ -225,7 +231,9 @@ def check(settings: Settings, *, health: bool) -> int:
             sink.close()
     except (ConnectorError, ConfigError) as exc:
         ok = False
-        print(f"[!!] reminders {settings.reminders.kind}: {exc}\n     fix: check [reminders] in {settings.path}")
+        print(
+            f"[!!] reminders {settings.reminders.kind}: {exc}\n     fix: check [reminders] in {settings.path}"
+        )
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -257,7 +265,9 @@ def demo(folder: Path, now: datetime) -> int:
     settings = load_settings(config)
     outcome = runner.run_pass(settings, now)
     runner.write_health(settings.state_dir, now=now, outcome="ok", counts=dict(outcome.counts))
-    print(f"Sample practice in {folder} ({len(settings.clients)} made-up clients), at {now.astimezone(settings.practice.tz):%a %d %b %Y %H:%M %Z}.\n")
+    print(
+        f"Sample practice in {folder} ({len(settings.clients)} made-up clients), at {now.astimezone(settings.practice.tz):%a %d %b %Y %H:%M %Z}.\n"
+    )
     print(call_sheet(settings, outcome.plan))
     c = outcome.counts
     print(

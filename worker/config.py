@@ -21,9 +21,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     StrictBool,
     StrictInt,
-    Field,
     ValidationError,
     field_validator,
 )

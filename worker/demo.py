@@ -146,7 +146,13 @@ def _events(today: date, now: datetime, tz: ZoneInfo) -> list[_Ev]:
         _Ev("demo-c004-last", "Dana Whitfield", at(-9, 15)),
         # c005: cancelled four days ago and did not reschedule
         _Ev("demo-c005-earlier", "Emerson Park", at(-11, 13)),
-        _Ev("demo-c005-cancelled", "Emerson Park", at(-4, 13), status="CANCELLED", last_modified=now - timedelta(days=4, hours=3)),
+        _Ev(
+            "demo-c005-cancelled",
+            "Emerson Park",
+            at(-4, 13),
+            status="CANCELLED",
+            last_modified=now - timedelta(days=4, hours=3),
+        ),
         # c006: has not come for six weeks, cancels each time, still has a booking
         _Ev("demo-c006-last", "Finley Adeyemi", at(-42, 16)),
         _Ev("demo-c006-cx1", "Finley Adeyemi cxl", at(-28, 16)),

@@ -52,7 +52,9 @@ Slot = tuple[ReminderKey, ItemKind]
 
 def _withdraw(item: Managed, now: datetime, note: str) -> Withdraw:
     future = item.start is None or item.start > now
-    return Withdraw(key=item.key, kind=item.kind, item=item, note=note, delete=item.kind == "event" and future)
+    return Withdraw(
+        key=item.key, kind=item.kind, item=item, note=note, delete=item.kind == "event" and future
+    )
 
 
 def reconcile(

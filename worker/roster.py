@@ -74,7 +74,9 @@ class Roster:
 
     def match(self, event: Event) -> ClientId | Ambiguous | None:
         """Return the client an event is for, AMBIGUOUS, or None (a personal event)."""
-        found = {self._by_email[a.email.lower()] for a in event.attendees if a.email.lower() in self._by_email}
+        found = {
+            self._by_email[a.email.lower()] for a in event.attendees if a.email.lower() in self._by_email
+        }
         if found:
             return found.pop() if len(found) == 1 else AMBIGUOUS
         tagged = {

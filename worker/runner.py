@@ -146,7 +146,9 @@ def _stored(
     return out
 
 
-def sync_source(source: Source, settings: Settings, state: State, roster: Roster, now: datetime) -> Counter[str]:
+def sync_source(
+    source: Source, settings: Settings, state: State, roster: Roster, now: datetime
+) -> Counter[str]:
     """Read one source incrementally and store what changed."""
     window = window_for(settings, now)
     counts: Counter[str] = Counter()
@@ -234,7 +236,9 @@ def _alternatives(
     client = roster.get(need.client_id)
     friends = client.acquainted_with if client else frozenset()
     keep_clear = [
-        Busy(a.start, a.end) for a in appointments if a.client_id in friends and not a.is_cancelled and a.end > now
+        Busy(a.start, a.end)
+        for a in appointments
+        if a.client_id in friends and not a.is_cancelled and a.end > now
     ]
     return placement.alternatives(
         need,
@@ -250,7 +254,9 @@ def _alternatives(
 def appointments_at(state: State, settings: Settings, now: datetime) -> list[Appointment]:
     clients = [c.id for c in settings.clients]
     within = settings.rules.late_cancel_within
-    return [attendance_mod.appointment_at(o, now, late_cancel_within=within) for o in state.observations(clients)]
+    return [
+        attendance_mod.appointment_at(o, now, late_cancel_within=within) for o in state.observations(clients)
+    ]
 
 
 def decide(
@@ -269,10 +275,14 @@ def decide(
     writable = [n for n in needs if n.state == "due" or (include_stale and n.state == "stale")]
     existing = set(held) | set(records)
     length = settings.reminders.length
-    to_place = [n for n in writable if any((n.key, k) not in existing for k in kinds_for(n, settings, sink_kinds))]
+    to_place = [
+        n for n in writable if any((n.key, k) not in existing for k in kinds_for(n, settings, sink_kinds))
+    ]
     busy = state.busy(now - timedelta(days=1), now + timedelta(days=150))
     taken = [m.start for m in held_items if m.kind == "event" and m.status == "open" and m.start is not None]
-    placed = placement.place(to_place, now=now, hours=hours_of(settings), busy=busy, taken=taken, length=length)
+    placed = placement.place(
+        to_place, now=now, hours=hours_of(settings), busy=busy, taken=taken, length=length
+    )
     practice = practice_of(settings)
     desired: dict[tuple[str, str], Reminder] = {}
     for need in writable:
@@ -296,8 +306,16 @@ def decide(
             operation="list",
         )
     counts: Counter[str] = Counter(n.state for n in needs)
-    return Plan(now=now, needs=needs, actions=actions, reminders=desired, held=held, counts=counts, alerts=alerts,
-                appointments=appointments)
+    return Plan(
+        now=now,
+        needs=needs,
+        actions=actions,
+        reminders=desired,
+        held=held,
+        counts=counts,
+        alerts=alerts,
+        appointments=appointments,
+    )
 
 
 def apply(plan: Plan, sink: Sink, state: State) -> Counter[str]:
@@ -310,22 +328,48 @@ def apply(plan: Plan, sink: Sink, state: State) -> Counter[str]:
                 case Create(reminder=r):
                     receipt = sink.create(r)
                     state.save_record(
-                        r.key, r.kind, status="open", now=now, ref=receipt.ref, etag=receipt.etag,
-                        payload_hash=r.payload_hash, start=r.start, client_id=r.client_id, reason=r.reason.value,
+                        r.key,
+                        r.kind,
+                        status="open",
+                        now=now,
+                        ref=receipt.ref,
+                        etag=receipt.etag,
+                        payload_hash=r.payload_hash,
+                        start=r.start,
+                        client_id=r.client_id,
+                        reason=r.reason.value,
                     )
                     done["created"] += 1
-                    log.debug("reminder.created", key=r.key, kind=r.kind, reason=r.reason.value, client=r.client_id)
+                    log.debug(
+                        "reminder.created", key=r.key, kind=r.kind, reason=r.reason.value, client=r.client_id
+                    )
                 case Adopt(reminder=r, item=item):
                     state.save_record(
-                        r.key, r.kind, status="open", now=now, ref=item.ref, etag=item.etag,
-                        payload_hash=item.payload_hash, start=item.start, client_id=r.client_id, reason=r.reason.value,
+                        r.key,
+                        r.kind,
+                        status="open",
+                        now=now,
+                        ref=item.ref,
+                        etag=item.etag,
+                        payload_hash=item.payload_hash,
+                        start=item.start,
+                        client_id=r.client_id,
+                        reason=r.reason.value,
                     )
                     done["adopted"] += 1
                 case Update(reminder=r, item=item):
                     receipt = sink.update(r, item)
                     state.save_record(
-                        r.key, r.kind, status="open", now=now, ref=receipt.ref or item.ref, etag=receipt.etag,
-                        payload_hash=r.payload_hash, start=item.start, client_id=r.client_id, reason=r.reason.value,
+                        r.key,
+                        r.kind,
+                        status="open",
+                        now=now,
+                        ref=receipt.ref or item.ref,
+                        etag=receipt.etag,
+                        payload_hash=r.payload_hash,
+                        start=item.start,
+                        client_id=r.client_id,
+                        reason=r.reason.value,
                     )
                     done["updated"] += 1
                 case Withdraw(key=key, kind=kind, item=item, note=note, delete=delete):
@@ -379,16 +423,28 @@ def run_pass(
         if dry_run:
             state = State.snapshot(settings.state_dir)
             return _pass(
-                settings, state, now, dry_run=True, include_stale=include_stale, started=started,
-                on_phase=on_phase, sink=sink,
+                settings,
+                state,
+                now,
+                dry_run=True,
+                include_stale=include_stale,
+                started=started,
+                on_phase=on_phase,
+                sink=sink,
             )
         with run_lock(settings.state_dir):
             state = State.open(settings.state_dir)
             if state.moved_aside is not None:
                 log.warning("state.corrupt", moved_to=str(state.moved_aside))
             return _pass(
-                settings, state, now, dry_run=False, include_stale=include_stale, started=started,
-                on_phase=on_phase, sink=sink,
+                settings,
+                state,
+                now,
+                dry_run=False,
+                include_stale=include_stale,
+                started=started,
+                on_phase=on_phase,
+                sink=sink,
             )
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
@@ -412,7 +468,14 @@ def _pass(
         if on_phase:
             on_phase("reading the calendar")
         counts = sync_source(source, settings, state, roster, now)
-        log.info("source.read", source=source.name, changed=counts["changed"], removed=counts["removed"], bad=counts["bad"], ambiguous=counts["ambiguous"])
+        log.info(
+            "source.read",
+            source=source.name,
+            changed=counts["changed"],
+            removed=counts["removed"],
+            bad=counts["bad"],
+            ambiguous=counts["ambiguous"],
+        )
         if sink is None:
             sink = open_sink(settings, settings.reminders)
         if on_phase:
@@ -459,7 +522,9 @@ def _pass(
 # -- health -------------------------------------------------------------------------------------
 
 
-def write_health(state_dir: Path, *, now: datetime, outcome: str, counts: dict[str, int], error: str = "") -> None:
+def write_health(
+    state_dir: Path, *, now: datetime, outcome: str, counts: dict[str, int], error: str = ""
+) -> None:
     """Write state_dir/health.json atomically: time, outcome, counts, error class; no client data."""
     secure_dir(state_dir)
     path = state_dir / "health.json"

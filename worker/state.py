@@ -313,9 +313,7 @@ class State:
                     (stamp, stamp, source, item, stamp),
                 )
                 # what had already happened stays as history; mark it detached from the object
-                db.execute(
-                    "UPDATE occurrences SET item = '' WHERE source = ? AND item = ?", (source, item)
-                )
+                db.execute("UPDATE occurrences SET item = '' WHERE source = ? AND item = ?", (source, item))
             db.execute(
                 """INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?)
                    ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor,
@@ -417,9 +415,24 @@ class State:
                        note = COALESCE(?, reminders.note),
                        updated_at = excluded.updated_at""",
                 (
-                    key, kind, status, ref, etag, payload_hash, _iso(start), client_id, reason, note,
-                    _iso(now), _iso(now),
-                    ref, etag, payload_hash, client_id, reason, note,
+                    key,
+                    kind,
+                    status,
+                    ref,
+                    etag,
+                    payload_hash,
+                    _iso(start),
+                    client_id,
+                    reason,
+                    note,
+                    _iso(now),
+                    _iso(now),
+                    ref,
+                    etag,
+                    payload_hash,
+                    client_id,
+                    reason,
+                    note,
                 ),
             )
 

@@ -15,10 +15,10 @@ import pytest
 from connectors.base import Sink
 from connectors.vdir import VdirSink
 from tests.fakes.memory import MemorySink
+from tests.practice import Practice
 from worker.config import load_settings
 from worker.errors import ConflictError
 from worker.model import ClientId, Reason, Reminder, reminder_key
-from tests.practice import Practice
 
 START = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 

@@ -26,16 +26,28 @@ def _busy_practice(root: Path) -> Practice:
     practice = Practice(root, clients=clients)
     for n in range(30):
         cid = f"c{n:03d}"
-        practice.add(f"{cid}-missed", vevent(f"{cid}-missed", f"Client Number{n:03d} DNA", local("2026-03-09 09:00") + (n % 8) * (local("2026-03-09 10:00") - local("2026-03-09 09:00"))))
+        practice.add(
+            f"{cid}-missed",
+            vevent(
+                f"{cid}-missed",
+                f"Client Number{n:03d} DNA",
+                local("2026-03-09 09:00") + (n % 8) * (local("2026-03-09 10:00") - local("2026-03-09 09:00")),
+            ),
+        )
         if n % 3 == 0:
-            practice.add(f"{cid}-next", vevent(f"{cid}-next", f"Client Number{n:03d}", local("2026-03-20 09:00")))
+            practice.add(
+                f"{cid}-next", vevent(f"{cid}-next", f"Client Number{n:03d}", local("2026-03-20 09:00"))
+            )
     return practice
 
 
 def _child(practice: Practice, now: str, hook: str, n: int) -> int:
     proc = subprocess.run(
         [sys.executable, "-m", "tests.integration.crash_child", str(practice.config), now, hook, str(n)],
-        cwd=ROOT, capture_output=True, timeout=60, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     return proc.returncode
 
@@ -46,7 +58,9 @@ def _plan(practice: Practice, now: str, capsys: pytest.CaptureFixture[str]) -> l
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-def test_sigkill_at_random_writes_never_duplicates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sigkill_at_random_writes_never_duplicates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Killed 50 times at random writes, one more pass leaves one reminder per due need and state
     consistent with the sink."""
     practice = _busy_practice(tmp_path / "p")
@@ -93,15 +107,31 @@ def test_two_passes_at_once_one_skips(tmp_path: Path, capsys: pytest.CaptureFixt
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     # hold the lock from a third process while two passes start, then release it
     holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time; from pathlib import Path; from worker.state import run_lock\n"
-            f"with run_lock(Path({str(settings.state_dir)!r})):\n"
-            "    print('locked', flush=True); time.sleep(3)\n"
-        )],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from pathlib import Path; from worker.state import run_lock\n"
+                f"with run_lock(Path({str(settings.state_dir)!r})):\n"
+                "    print('locked', flush=True); time.sleep(3)\n"
+            ),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    cmd = [sys.executable, "-m", "worker.cli", "--config", str(practice.config), "run", "--once", "--now", NOWS[0]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "worker.cli",
+        "--config",
+        str(practice.config),
+        "run",
+        "--once",
+        "--now",
+        NOWS[0],
+    ]
     blocked = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     holder.wait(timeout=10)
     holder.stdout.close()

@@ -29,13 +29,23 @@ def _secrets(folder: Path) -> list[str]:
     return [s for s in out if len(s) > 3]
 
 
-def test_demo_prints_call_sheet_and_twice_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_prints_call_sheet_and_twice_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`callsheet demo` prints a call sheet covering the seed's situations; a second run adds nothing."""
     folder = tmp_path / "demo"
     assert main(["demo", "--dir", str(folder), "--now", NOW.isoformat()]) == 0
     out = capsys.readouterr().out
-    for reason in ("missed appointment", "did not rebook", "cancelled, not rebooked", "keeps cancelling",
-                   "send termination letter", "meets an acquaintance", "double-booked", "late, not arrived"):
+    for reason in (
+        "missed appointment",
+        "did not rebook",
+        "cancelled, not rebooked",
+        "keeps cancelling",
+        "send termination letter",
+        "meets an acquaintance",
+        "double-booked",
+        "late, not arrived",
+    ):
         assert reason in out, reason
     assert "no consent" in out and "J.O." not in out  # K.N. has no consent; the discharged client is absent
     files = sorted(p.name for p in (folder / "out").rglob("*.ics"))

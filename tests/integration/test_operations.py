@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _setup(practice: Practice) -> None:
     practice.add("avery-last", vevent("avery-last", "Avery Quinn", local("2026-03-03 10:00")))
-    practice.add("cameron-missed", vevent("cameron-missed", "Cameron Tate no show", local("2026-03-09 14:00")))
+    practice.add(
+        "cameron-missed", vevent("cameron-missed", "Cameron Tate no show", local("2026-03-09 14:00"))
+    )
     practice.add("blake-next", vevent("blake-next", "Blake Rowe", local("2026-03-20 10:00")))
 
 
@@ -42,12 +44,21 @@ def _read_lines(stream: object, until: str, timeout: float = 30) -> list[dict[st
 
 def test_loop_runs_passes_and_stops_on_sigterm(practice: Practice) -> None:
     """`run --every 1s` runs pass after pass; SIGTERM mid-pass finishes that pass and exits 0."""
-    today = datetime.now(UTC).astimezone(local("2026-01-01 00:00").tzinfo).replace(hour=10, minute=0, second=0, microsecond=0)
+    today = (
+        datetime.now(UTC)
+        .astimezone(local("2026-01-01 00:00").tzinfo)
+        .replace(hour=10, minute=0, second=0, microsecond=0)
+    )
     practice.add("avery-last", vevent("avery-last", "Avery Quinn", today - timedelta(days=9)))
-    practice.add("cameron-missed", vevent("cameron-missed", "Cameron Tate no show", today - timedelta(days=2)))
+    practice.add(
+        "cameron-missed", vevent("cameron-missed", "Cameron Tate no show", today - timedelta(days=2))
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "--config", str(practice.config), "run", "--every", "1s"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stderr is not None
@@ -75,7 +86,10 @@ def test_loop_survives_a_failing_pass(practice: Practice) -> None:
     practice.calendar.rmdir()  # the source folder is gone: every pass fails
     clock = iter([datetime(2026, 3, 11, 15, tzinfo=UTC), datetime(2026, 3, 11, 15, 5, tzinfo=UTC)])
     stop = runner.Stop()
-    assert runner.loop(settings, timedelta(seconds=0.01), clock=lambda: next(clock), stop=stop, max_passes=2) == 0
+    assert (
+        runner.loop(settings, timedelta(seconds=0.01), clock=lambda: next(clock), stop=stop, max_passes=2)
+        == 0
+    )
     beat = runner.read_health(settings.state_dir)
     assert beat is not None and beat["outcome"] == "failed" and beat["error"] == "ConnectorError"
     assert beat["time"] == "2026-03-11T15:05:00+00:00"  # the second pass ran and failed too
@@ -112,7 +126,19 @@ def test_attention_alert_appears_once_and_clears(practice: Practice) -> None:
     assert len(alerts) == 1
     assert "has not completed a pass since" in alerts[0].read_text()
     saved.rename(practice.calendar)
-    assert main(["--config", str(practice.config), "run", "--once", "--now", (t0 + timedelta(hours=4)).isoformat()]) == 0
+    assert (
+        main(
+            [
+                "--config",
+                str(practice.config),
+                "run",
+                "--once",
+                "--now",
+                (t0 + timedelta(hours=4)).isoformat(),
+            ]
+        )
+        == 0
+    )
     assert not [p for p in practice.events_dir.glob("*.ics") if "callsheet needs attention" in p.read_text()]
     items = [read_item(p.read_bytes(), ref=str(p)) for p in practice.events_dir.glob("*.ics")]
     assert len(items) == 2
@@ -131,16 +157,31 @@ def test_status_table_and_json(practice: Practice, capsys: pytest.CaptureFixture
     assert by_id["c002"]["next_booked"] == "2026-03-20T10:00:00-05:00"
     assert main(["--config", str(practice.config), "status", "--now", now]) == 0
     table = capsys.readouterr().out
-    assert table.splitlines()[0].split() == ["Client", "Last", "attended", "Next", "booked", "Open", "calls", "Days", "since", "Status"]
+    assert table.splitlines()[0].split() == [
+        "Client",
+        "Last",
+        "attended",
+        "Next",
+        "booked",
+        "Open",
+        "calls",
+        "Days",
+        "since",
+        "Status",
+    ]
     assert "Avery" not in table  # aliases only
 
 
 def test_purge_touches_only_our_items(practice: Practice, capsys: pytest.CaptureFixture[str]) -> None:
     """purge --dry-run lists, purge --yes removes only files carrying our key."""
     _setup(practice)
-    assert main(["--config", str(practice.config), "run", "--once", "--now", "2026-03-11T12:00:00-05:00"]) == 0
+    assert (
+        main(["--config", str(practice.config), "run", "--once", "--now", "2026-03-11T12:00:00-05:00"]) == 0
+    )
     mine = practice.events_dir / "my-own-note.ics"
-    mine.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260311T150000Z\r\nSUMMARY:mine\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    mine.write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:20260311T150000Z\r\nSUMMARY:mine\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
     capsys.readouterr()
     assert main(["--config", str(practice.config), "purge", "--dry-run"]) == 0
     assert "4 items would be removed" in capsys.readouterr().out
@@ -148,4 +189,8 @@ def test_purge_touches_only_our_items(practice: Practice, capsys: pytest.Capture
     assert main(["--config", str(practice.config), "purge", "--yes"]) == 0
     assert list((practice.root / "out").rglob("callsheet-*.ics")) == []
     assert mine.exists()
-    assert sorted(p.name for p in practice.calendar.iterdir()) == ["avery-last.ics", "blake-next.ics", "cameron-missed.ics"]
+    assert sorted(p.name for p in practice.calendar.iterdir()) == [
+        "avery-last.ics",
+        "blake-next.ics",
+        "cameron-missed.ics",
+    ]

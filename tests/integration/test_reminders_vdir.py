@@ -22,7 +22,9 @@ NOW = "2026-03-11T12:00:00-05:00"
 
 def _setup(practice: Practice) -> None:
     practice.add("avery-last", vevent("avery-last", "Avery Quinn", local("2026-03-03 10:00")))
-    practice.add("cameron-missed", vevent("cameron-missed", "Cameron Tate no show", local("2026-03-09 14:00")))
+    practice.add(
+        "cameron-missed", vevent("cameron-missed", "Cameron Tate no show", local("2026-03-09 14:00"))
+    )
     practice.add("cameron-next", vevent("cameron-next", "Cameron Tate", local("2026-03-16 14:00")))
     practice.add("dentist", vevent("dentist", "Dentist", local("2026-03-11 13:00"), minutes=60))
 
@@ -113,9 +115,13 @@ def test_booking_withdraws_not_rebooked(practice: Practice, capsys: pytest.Captu
     assert need["key"] in _items(practice.events_dir)
     practice.add("avery-next", vevent("avery-next", "Avery Quinn", local("2026-03-17 10:00")))
     lines = _plan(practice, capsys)
-    assert {"client": "c001", "reason": "not_rebooked", "state": "resolved", "key": need["key"], "action": "resolve"}.items() <= next(
-        x for x in lines if x["key"] == need["key"]
-    ).items()
+    assert {
+        "client": "c001",
+        "reason": "not_rebooked",
+        "state": "resolved",
+        "key": need["key"],
+        "action": "resolve",
+    }.items() <= next(x for x in lines if x["key"] == need["key"]).items()
     assert _run(practice) == 0
     assert need["key"] not in _items(practice.events_dir)
     task = _items(practice.tasks_dir)[need["key"]]
@@ -136,7 +142,9 @@ def test_therapist_moved_reminder_stays(practice: Practice) -> None:
     assert moved != text
     path.write_text(moved)
     # a roster change alters the text of every reminder of c001 (the phone number)
-    practice.clients = [c if c.id != "c001" else type(c)(**{**c.__dict__, "phone": "+1 555 0177"}) for c in practice.clients]
+    practice.clients = [
+        c if c.id != "c001" else type(c)(**{**c.__dict__, "phone": "+1 555 0177"}) for c in practice.clients
+    ]
     practice.write_config()
     assert _run(practice) == 0
     after = path.read_text()
@@ -226,7 +234,9 @@ def test_empty_sink_is_not_mass_tombstoned(practice: Practice, capsys: pytest.Ca
     """When the reminders folder suddenly holds none of many reminders, the pass fails instead of
     marking them all handled."""
     for n in range(6):
-        practice.add(f"missed-{n}", vevent(f"missed-{n}", "Avery Quinn DNA", local(f"2026-03-0{n + 2} 10:00")))
+        practice.add(
+            f"missed-{n}", vevent(f"missed-{n}", "Avery Quinn DNA", local(f"2026-03-0{n + 2} 10:00"))
+        )
     assert _run(practice) == 0
     import shutil
 

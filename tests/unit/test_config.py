@@ -92,7 +92,7 @@ def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
 def test_unknown_key_and_wrong_type_reported_together(tmp_path: Path) -> None:
     """An unknown key and a wrong type are both reported, each with its line and key."""
     config = GOOD.replace('timezone = "Europe/Berlin"', 'timezone = "Europe/Berlin"\ncolour = "blue"')
-    config += '\n[rules]\nrebook_within = 7\n'
+    config += "\n[rules]\nrebook_within = 7\n"
     problems = _problems(_write(tmp_path, config))
     assert f"{tmp_path / 'config.toml'}:6: unknown key 'practice.colour'" in problems
     assert any(p.startswith(f"{tmp_path / 'config.toml'}:17: rules.rebook_within:") for p in problems)
@@ -118,7 +118,9 @@ def test_duplicate_id_and_unknown_acquaintance(tmp_path: Path) -> None:
 
 def test_roster_messages_never_echo_client_data(tmp_path: Path) -> None:
     """A wrong type in the roster names the key, never the value (it may be client data)."""
-    roster = ROSTER.replace('name = "Robin Example"', 'name = "Robin Example"\nconsent_to_call = "Robin Example yes"')
+    roster = ROSTER.replace(
+        'name = "Robin Example"', 'name = "Robin Example"\nconsent_to_call = "Robin Example yes"'
+    )
     problems = _problems(_write(tmp_path, roster=roster))
     assert len(problems) == 1 and "clients[1].consent_to_call" in problems[0]
     assert "Robin" not in problems[0]

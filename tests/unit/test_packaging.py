@@ -41,7 +41,9 @@ def test_console_script_is_declared() -> None:
     assert project["scripts"]["callsheet"] == "worker.cli:main"
 
 
-def test_image_paths_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_image_paths_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """With only CALLSHEET_CONFIG set, as in the image, the health check finds config and state."""
     (tmp_path / "calendar").mkdir()
     (tmp_path / "config.toml").write_text(

@@ -30,15 +30,28 @@ NOW = datetime(2026, 3, 11, 17, 0, tzinfo=UTC)
 def rem(n: int, kind: str = "event", text: str = "a", hours: int = 1) -> Reminder:
     key = reminder_key(f"c{n}", "no_show", f"uid-{n}", "")
     return Reminder(
-        key=key, kind=kind, client_id=ClientId(f"c{n}"), reason=Reason.NO_SHOW,  # type: ignore[arg-type]
-        start=NOW + timedelta(hours=hours), end=NOW + timedelta(hours=hours, minutes=15),
-        title=f"t{text}", description=text, payload_hash=f"h{text}",
+        key=key,
+        kind=kind,
+        client_id=ClientId(f"c{n}"),
+        reason=Reason.NO_SHOW,  # type: ignore[arg-type]
+        start=NOW + timedelta(hours=hours),
+        end=NOW + timedelta(hours=hours, minutes=15),
+        title=f"t{text}",
+        description=text,
+        payload_hash=f"h{text}",
     )
 
 
 def held(r: Reminder, status: str = "open", **kw: object) -> Managed:
-    return Managed(key=r.key, kind=r.kind, ref=f"ref-{r.key}-{r.kind}", start=r.start, status=status,  # type: ignore[arg-type]
-                   payload_hash=r.payload_hash, **kw)  # type: ignore[arg-type]
+    return Managed(
+        key=r.key,
+        kind=r.kind,
+        ref=f"ref-{r.key}-{r.kind}",
+        start=r.start,
+        status=status,  # type: ignore[arg-type]
+        payload_hash=r.payload_hash,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def record(r: Reminder, status: str = "open") -> Record:
@@ -112,7 +125,11 @@ def test_foreign_items_are_never_touched() -> None:
 # -- the invariant: planning again after applying a plan yields nothing -------------------------
 
 
-def _apply(actions: list[object], sink: dict[tuple[ReminderKey, str], Managed], records: dict[tuple[ReminderKey, str], Record]) -> None:
+def _apply(
+    actions: list[object],
+    sink: dict[tuple[ReminderKey, str], Managed],
+    records: dict[tuple[ReminderKey, str], Record],
+) -> None:
     for a in actions:
         match a:
             case Create(reminder=r):
@@ -158,7 +175,12 @@ def test_second_plan_is_empty(w: dict[str, object], kind: str) -> None:
 
     desired = [r(n) for n in sorted(w["desired"])]  # type: ignore[call-overload]
     live = {r(n).key for n in w["desired"] | w["live_extra"]}  # type: ignore[operator]
-    sink = {(r(n).key, kind): held(rem(n, kind=kind, hours=hours.get(n, 1) or 1), "completed" if n in w["closed"] else "open") for n in w["held"]}  # type: ignore[union-attr]
+    sink = {
+        (r(n).key, kind): held(
+            rem(n, kind=kind, hours=hours.get(n, 1) or 1), "completed" if n in w["closed"] else "open"
+        )
+        for n in w["held"]
+    }  # type: ignore[union-attr]
     records = {(r(n).key, kind): record(rem(n, kind=kind)) for n in w["recorded"]}  # type: ignore[union-attr]
     first = reconcile(desired, live, records, sink.values(), now=NOW)
     _apply(first, sink, records)
