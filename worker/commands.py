@@ -159,7 +159,7 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
     rows.sort(
         key=lambda r: (
             r["status"] != "active",
-            -int(r["open_calls"]),  # type: ignore[call-overload]
+            -int(str(r["open_calls"])),
             r["next_booked"] is not None,
             # never seen (only missed or cancelled) counts as the longest time without contact
             -(r["days_since_contact"] if r["days_since_contact"] is not None else 10**6),  # type: ignore[operator]

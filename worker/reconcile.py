@@ -81,29 +81,29 @@ def reconcile(
     want = {(r.key, r.kind): r for r in desired}
     live = set(live_keys)
     items: dict[Slot, Managed] = {}
-    for item in held:
-        slot = (item.key, item.kind)
+    for each in held:
+        slot = (each.key, each.kind)
         # two items with one key (a copy made by hand): keep the open one
         if slot not in items or items[slot].status != "open":
-            items[slot] = item
+            items[slot] = each
     handled: set[ReminderKey] = {k for (k, _), r in records.items() if r.status == "tombstone"}
     actions: dict[Slot, Action] = {}
 
     # First: what did the therapist do with items we wrote?
-    for slot, record in records.items():
-        if record.status != "open":
+    for slot, written in records.items():
+        if written.status != "open":
             continue
-        item = items.get(slot)
-        if item is None:
+        found = items.get(slot)
+        if found is None:
             actions[slot] = Tombstone(slot[0], slot[1], "deleted by the therapist")
             handled.add(slot[0])
-        elif item.status != "open":
-            actions[slot] = Tombstone(slot[0], slot[1], f"{item.status} by the therapist")
+        elif found.status != "open":
+            actions[slot] = Tombstone(slot[0], slot[1], f"{found.status} by the therapist")
             handled.add(slot[0])
     # Items state lost that the therapist already closed: remember that too.
-    for slot, item in items.items():
-        if slot not in records and item.status != "open":
-            actions[slot] = Tombstone(slot[0], slot[1], f"found {item.status}")
+    for slot, found in items.items():
+        if slot not in records and found.status != "open":
+            actions[slot] = Tombstone(slot[0], slot[1], f"found {found.status}")
             handled.add(slot[0])
 
     for slot in sorted(set(want) | set(items) | set(records)):

@@ -43,6 +43,7 @@ from worker.model import (
     Observation,
     Reason,
     Reminder,
+    ReminderKey,
     SystemReason,
     Tombstone,
     Update,
@@ -182,8 +183,8 @@ class Plan:
     now: datetime
     needs: list[CallNeed]
     actions: list[Action]
-    reminders: dict[tuple[str, str], Reminder]
-    held: dict[tuple[str, str], Managed]
+    reminders: dict[tuple[ReminderKey, ItemKind], Reminder]
+    held: dict[tuple[ReminderKey, ItemKind], Managed]
     counts: Counter[str] = field(default_factory=Counter)
     alerts: list[Managed] = field(default_factory=list)
     appointments: list[Appointment] = field(default_factory=list)
@@ -284,7 +285,7 @@ def decide(
         to_place, now=now, hours=hours_of(settings), busy=busy, taken=taken, length=length
     )
     practice = practice_of(settings)
-    desired: dict[tuple[str, str], Reminder] = {}
+    desired: dict[tuple[ReminderKey, ItemKind], Reminder] = {}
     for need in writable:
         client = roster.get(need.client_id)
         if client is None:

@@ -256,8 +256,8 @@ class State:
             gone = set(removed)
             if complete:
                 present = set(changed)
-                rows = db.execute("SELECT DISTINCT item FROM occurrences WHERE source = ?", (source,))
-                gone |= {r[0] for r in rows if r[0] not in present}
+                listed = db.execute("SELECT DISTINCT item FROM occurrences WHERE source = ?", (source,))
+                gone |= {r[0] for r in listed if r[0] not in present}
                 # a complete listing also names unchanged objects: they are in `changed` with
                 # their occurrences, so nothing else to do for them.
             for item, occurrences in changed.items():
