@@ -54,7 +54,11 @@ class Sink(Protocol):
         ...
 
     def create(self, reminder: Reminder) -> Receipt:
-        """Create the item; when one with the same key exists, return it unchanged (adopt)."""
+        """Create the item; when one with the same key exists, return it unchanged (adopt).
+
+        When the key belongs to an item the therapist deleted and the calendar remembers that
+        (Google keeps deleted ids), return a Receipt with `gone=True`: the need is handled.
+        """
         ...
 
     def update(self, reminder: Reminder, item: Managed) -> Receipt:

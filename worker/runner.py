@@ -328,6 +328,10 @@ def apply(plan: Plan, sink: Sink, state: State) -> Counter[str]:
             match action:
                 case Create(reminder=r):
                     receipt = sink.create(r)
+                    if receipt.gone:
+                        state.save_record(r.key, r.kind, status="tombstone", now=now, note="deleted earlier")
+                        done["tombstoned"] += 1
+                        continue
                     state.save_record(
                         r.key,
                         r.kind,

@@ -1,0 +1,318 @@
+"""Google Calendar (reminder events) and Google Tasks (reminder tasks) as the reminder sink.
+
+Events go into the dedicated calls calendar (`[reminders] calendar_id`, made by the setup
+script); the event id is the reminder key, so a retried insert can never duplicate: a 409
+means it exists, and it is fetched and adopted, unless it is cancelled (the therapist deleted
+it): the receipt then says `gone` and the runner records a tombstone (`managed()` also lists
+it as cancelled, so the reconciler normally tombstones it before any create). Our events are listed with one `privateExtendedProperty` filter, deleted ones
+included.
+
+Tasks go into a task list found by title or id (`[reminders] tasklist`, default "Client
+calls"; created on the first write, never by `plan`). Tasks have no client ids and are not
+idempotent, so the key is the notes' last line and the list is re-read before an insert is
+retried. Only items carrying our key are ever touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import structlog
+
+from connectors.base import Receipt
+from connectors.google import convert
+from connectors.google.api import Account, DuplicateError, GoogleApi
+from connectors.google.auth import EVENT_WRITE_SCOPES, TASK_SCOPES
+from worker.errors import ConfigError, ConflictError, NotFoundError, Problem
+from worker.model import ItemKind, Managed, Reminder
+
+if TYPE_CHECKING:
+    from worker.config import ReminderSettings, Settings
+
+log = structlog.get_logger()
+
+DEFAULT_TASKLIST = "Client calls"
+EVENT_PAGE = 2500
+TASK_PAGE = 100  # the most tasks.list allows
+TASKLIST_PAGE = 1000
+
+
+class GoogleSink:
+    """Writes reminder events to the calls calendar and reminder tasks to a task list."""
+
+    def __init__(self, settings: Settings, reminders: ReminderSettings) -> None:
+        self.name = reminders.name
+        self.tz = settings.practice.tz
+        self.alarm_minutes = reminders.alarm_minutes
+        self.calendar_id = reminders.calendar_id
+        self.tasklist_name = reminders.tasklist or DEFAULT_TASKLIST
+        wanted: set[ItemKind] = set(reminders.write)
+        if "event" in wanted and not self.calendar_id:
+            raise ConfigError(
+                [
+                    Problem(
+                        f"{settings.path} [reminders]",
+                        "kind = 'google' writes events and needs calendar_id = '<the calls calendar "
+                        "id that scripts/authorize_google.py printed>' (or write = ['task'])",
+                    )
+                ]
+            )
+        if source_calendar_clash(settings, self.calendar_id):
+            raise ConfigError(
+                [Problem(f"{settings.path} [reminders]", "calendar_id must not be a [source] calendar")]
+            )
+        self._kinds: frozenset[ItemKind] = frozenset(wanted)
+        scopes = []
+        if "event" in wanted:
+            scopes.append(EVENT_WRITE_SCOPES)
+        if "task" in wanted:
+            scopes.append(TASK_SCOPES)
+        self.api = GoogleApi(
+            Account(
+                token_file=reminders.token_file,
+                api_endpoint=reminders.api_endpoint,
+                timeout=reminders.timeout,
+                verify_tls=reminders.verify_tls,
+                config_path=settings.path,
+                every=settings.run.every,
+            ),
+            source=self.name,
+            scopes=scopes,
+        )
+        self._tasklist: str | None = None
+
+    def kinds(self) -> frozenset[ItemKind]:
+        return self._kinds
+
+    # -- listing ------------------------------------------------------------------------------
+
+    def managed(self) -> Iterator[Managed]:
+        """Every item with our key: events (deleted ones as cancelled) and tasks (any status)."""
+        if "event" in self._kinds:
+            yield from self._managed_events()
+        if "task" in self._kinds:
+            tasklist = self._find_tasklist(create=False)
+            if tasklist is not None:
+                yield from self._managed_tasks(tasklist)
+
+    def _managed_events(self) -> Iterator[Managed]:
+        events = self.api.calendar.events()
+        found: list[Managed] = []
+        try:
+            for page in self.api.pages(
+                lambda token: events.list(
+                    calendarId=self.calendar_id,
+                    privateExtendedProperty=convert.MARK_FILTER,
+                    showDeleted=True,
+                    maxResults=EVENT_PAGE,
+                    pageToken=token,
+                    fields=convert.MANAGED_EVENT_FIELDS,
+                ),
+                operation="events.list(ours)",
+            ):
+                for raw in page.get("items") or ():
+                    item = convert.managed_event(raw) if isinstance(raw, dict) else None
+                    if item is not None:
+                        found.append(item)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                "the calls calendar ([reminders] calendar_id) was not found: re-run the setup script "
+                "or fix calendar_id",
+                source=self.name,
+                operation="events.list(ours)",
+            ) from exc
+        yield from found  # only once every page succeeded
+
+    def _managed_tasks(self, tasklist: str) -> Iterator[Managed]:
+        yield from self._list_tasks(tasklist)
+
+    def _list_tasks(self, tasklist: str) -> list[Managed]:
+        tasks = self.api.tasks.tasks()
+        found: list[Managed] = []
+        for page in self.api.pages(
+            lambda token: tasks.list(
+                tasklist=tasklist,
+                showCompleted=True,
+                showHidden=True,
+                showDeleted=True,
+                maxResults=TASK_PAGE,
+                pageToken=token,
+                fields=convert.MANAGED_TASK_FIELDS,
+            ),
+            operation="tasks.list",
+        ):
+            for raw in page.get("items") or ():
+                item = convert.managed_task(raw, self.tz) if isinstance(raw, dict) else None
+                if item is not None:
+                    found.append(item)
+        return found
+
+    def _find_tasklist(self, *, create: bool) -> str | None:
+        """The task list's id: by id or title; created (only when `create`) if missing."""
+        if self._tasklist is not None:
+            return self._tasklist
+        lists = self.api.tasks.tasklists()
+        by_title: str | None = None
+        for page in self.api.pages(
+            lambda token: lists.list(
+                maxResults=TASKLIST_PAGE, pageToken=token, fields="nextPageToken,items(id,title)"
+            ),
+            operation="tasklists.list",
+        ):
+            for raw in page.get("items") or ():
+                if raw.get("id") == self.tasklist_name:
+                    self._tasklist = str(raw["id"])
+                    return self._tasklist
+                if by_title is None and raw.get("title") == self.tasklist_name:
+                    by_title = str(raw["id"])
+        if by_title is None and create:
+            made = self.api.call(
+                lists.insert(body={"title": self.tasklist_name}), operation="tasklists.insert", retry=False
+            )
+            by_title = str(made["id"])
+            log.info("sink.tasklist.created", sink=self.name)
+        self._tasklist = by_title
+        return by_title
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def create(self, reminder: Reminder) -> Receipt:
+        """Insert the item; an existing live one with the key is adopted as it is.
+
+        An event the therapist deleted keeps its id in Google: the receipt then says `gone`,
+        and the runner records a tombstone instead of the item.
+        """
+        if reminder.kind == "event":
+            return self._create_event(reminder)
+        return self._create_task(reminder)
+
+    def _create_event(self, reminder: Reminder) -> Receipt:
+        events = self.api.calendar.events()
+        body = convert.event_body(reminder, tz=self.tz, alarm_minutes=self.alarm_minutes)
+        try:
+            made = self.api.call(
+                events.insert(calendarId=self.calendar_id, body=body, sendUpdates="none"),
+                operation="events.insert",
+            )
+        except DuplicateError:
+            existing = self.api.call(
+                events.get(calendarId=self.calendar_id, eventId=reminder.key), operation="events.get"
+            )
+            if existing.get("status") == "cancelled":
+                # the therapist deleted it (Google keeps the id): handled, never recreated
+                return Receipt(ref=str(existing.get("id") or reminder.key), gone=True)
+            return Receipt(ref=str(existing.get("id") or reminder.key), etag=str(existing.get("etag") or ""))
+        return Receipt(ref=str(made.get("id") or reminder.key), etag=str(made.get("etag") or ""))
+
+    def _create_task(self, reminder: Reminder) -> Receipt:
+        tasklist = self._find_tasklist(create=True)
+        assert tasklist is not None
+        tasks = self.api.tasks.tasks()
+        body = convert.task_body(reminder, tz=self.tz)
+        for attempt in self.api.retrying("tasks.insert"):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    # Tasks are not idempotent: the failed insert may have gone through.
+                    for item in self._list_tasks(tasklist):
+                        if item.key == reminder.key and item.status == "open":
+                            return Receipt(ref=item.ref, etag=item.etag)
+                made = self.api.call(
+                    tasks.insert(tasklist=tasklist, body=body), operation="tasks.insert", retry=False
+                )
+                return Receipt(ref=str(made["id"]), etag=str(made.get("etag") or ""))
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def update(self, reminder: Reminder, item: Managed) -> Receipt:
+        """New title and text (and hash); the item's time stays where it is."""
+        try:
+            if item.kind == "event":
+                events = self.api.calendar.events()
+                request = events.patch(
+                    calendarId=self.calendar_id,
+                    eventId=item.ref,
+                    sendUpdates="none",
+                    body={
+                        "summary": reminder.title,
+                        "description": reminder.description,
+                        "extendedProperties": {"private": convert.private_properties(reminder)},
+                    },
+                )
+                if item.etag:
+                    request.headers["If-Match"] = item.etag
+                made = self.api.call(request, operation="events.patch")
+            else:
+                tasklist = self._find_tasklist(create=False)
+                if tasklist is None:
+                    raise NotFoundError("the task list is gone", source=self.name, operation="tasks.patch")
+                made = self.api.call(
+                    self.api.tasks.tasks().patch(
+                        tasklist=tasklist,
+                        task=item.ref,
+                        body={"title": reminder.title, "notes": convert.task_notes(reminder)},
+                    ),
+                    operation="tasks.patch",
+                )
+        except NotFoundError as exc:
+            raise ConflictError("the reminder is gone", source=self.name, operation="update") from exc
+        return Receipt(ref=item.ref, etag=str(made.get("etag") or ""))
+
+    def withdraw(self, item: Managed, *, note: str, delete: bool) -> Receipt:
+        """Delete the event (delete=True) or complete the task with `note` above its key line."""
+        if item.kind == "event":
+            if delete:
+                self._delete_event(item)
+                return Receipt(ref=item.ref, gone=True)
+            return Receipt(ref=item.ref, etag=item.etag)
+        tasklist = self._find_tasklist(create=False)
+        if tasklist is None:
+            return Receipt(ref=item.ref, gone=True)
+        tasks = self.api.tasks.tasks()
+        try:
+            current = self.api.call(tasks.get(tasklist=tasklist, task=item.ref), operation="tasks.get")
+            made = self.api.call(
+                tasks.patch(
+                    tasklist=tasklist,
+                    task=item.ref,
+                    body={
+                        "status": "completed",
+                        "notes": convert.closed_notes(str(current.get("notes") or ""), note),
+                    },
+                ),
+                operation="tasks.patch",
+            )
+        except NotFoundError:
+            return Receipt(ref=item.ref, gone=True)
+        return Receipt(ref=item.ref, etag=str(made.get("etag") or ""))
+
+    def _delete_event(self, item: Managed) -> None:
+        with contextlib.suppress(NotFoundError):  # already deleted (404, or 410 for a deleted event)
+            self.api.call(
+                self.api.calendar.events().delete(
+                    calendarId=self.calendar_id, eventId=item.ref, sendUpdates="none"
+                ),
+                operation="events.delete",
+            )
+
+    def delete(self, item: Managed) -> None:
+        """Remove one of our items outright (`callsheet purge`)."""
+        if item.kind == "event":
+            self._delete_event(item)
+            return
+        tasklist = self._find_tasklist(create=False)
+        if tasklist is None:
+            return
+        with contextlib.suppress(NotFoundError):
+            self.api.call(
+                self.api.tasks.tasks().delete(tasklist=tasklist, task=item.ref), operation="tasks.delete"
+            )
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def source_calendar_clash(settings: Settings, calendar_id: str | None) -> bool:
+    """True when the calls calendar is one the practice reads (we never write the source)."""
+    source = settings.source
+    return bool(calendar_id) and source.kind == "google" and calendar_id in source.all_calendar_ids

@@ -1,0 +1,249 @@
+"""Google Calendar as a read-only source of appointments (one or more calendar ids).
+
+Each pass first asks every calendar "has anything changed?" with `events.list(syncToken=…)`
+(no `singleEvents`, ids only): one request per calendar when nothing changed. Only a calendar
+that changed (or has no token yet, or whose window moved: once a day) is re-listed over the
+window with `singleEvents=true`, every page, and all of its events are returned grouped by
+series. Deletions are by absence: an object listed last time and missing now is reported
+removed, and only after every page of that calendar succeeded (an error leaves the whole read
+undone: the cursor and the state stay as they were). A 410 (`fullSyncRequired`) drops the
+token and re-lists; it is never swallowed.
+
+The cursor keeps, per calendar, the sync token and the ids of the objects the window held,
+and the window bounds. The token for the next check is taken *before* the window is listed,
+so a change made during the listing is seen by the next pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import tzinfo
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from connectors.google import convert
+from connectors.google.api import Account, GoneError, GoogleApi
+from connectors.google.auth import READ_SCOPES
+from worker.errors import DataError, NotFoundError
+from worker.model import Event, SourceBatch, Window
+
+if TYPE_CHECKING:
+    from worker.config import Settings, SourceSettings
+
+log = structlog.get_logger()
+
+CURSOR_VERSION = 1
+PAGE_SIZE = 2500  # the most Google allows; a page may still hold fewer
+
+
+class GoogleSource:
+    """Reads appointments from Google Calendar."""
+
+    def __init__(self, settings: Settings, source: SourceSettings) -> None:
+        self.name = source.name
+        self.calendar_ids = source.all_calendar_ids
+        self.tz = settings.practice.tz
+        self.default_length = settings.rules.default_length
+        self.api = GoogleApi(
+            Account(
+                token_file=source.token_file,
+                api_endpoint=source.api_endpoint,
+                timeout=source.timeout,
+                verify_tls=source.verify_tls,
+                config_path=settings.path,
+                every=settings.run.every,
+            ),
+            source=self.name,
+            scopes=[READ_SCOPES],
+        )
+
+    # -- the pass -------------------------------------------------------------------------------
+
+    def read(self, window: Window, cursor: dict[str, object] | None) -> SourceBatch:
+        """What changed since `cursor`: the whole window of each calendar that changed."""
+        previous = cursor if cursor and cursor.get("v") == CURSOR_VERSION else {}
+        window_key = [window.start.isoformat(), window.end.isoformat()]
+        moved = previous.get("window") != window_key
+        old = previous.get("calendars")
+        old_calendars: Mapping[str, Any] = old if isinstance(old, Mapping) else {}
+        batch = SourceBatch()
+        calendars: dict[str, dict[str, object]] = {}
+        relisted = 0
+        clean = True
+        for index, calendar_id in enumerate(self.calendar_ids):
+            before = old_calendars.get(calendar_id)
+            before = before if isinstance(before, Mapping) else {}
+            token = before.get("token") if isinstance(before.get("token"), str) else None
+            known = before.get("items")
+            known_items = {str(i) for i in known} if isinstance(known, list) else None
+            must_list = moved or token is None or known_items is None
+            next_token: str | None = None
+            if token is not None:
+                try:
+                    changed, next_token = self._changes(calendar_id, token)
+                except GoneError:
+                    log.warning("source.sync_token.expired", source=self.name, calendar=index)
+                    changed, next_token = True, None
+                must_list = must_list or changed
+            if next_token is None:
+                next_token = self._new_token(calendar_id, window)
+            if must_list:
+                relisted += 1
+                items, bad = self._list_window(calendar_id, window, batch, index)
+                clean = clean and not bad
+                if known_items is not None:
+                    batch.removed |= {self._item(calendar_id, i) for i in known_items - items}
+            else:
+                items = known_items or set()
+            calendars[calendar_id] = {"token": next_token, "items": sorted(items)}
+        for calendar_id, before in old_calendars.items():
+            if calendar_id not in calendars and isinstance(before, Mapping):
+                gone = before.get("items")
+                if isinstance(gone, list):
+                    batch.removed |= {self._item(calendar_id, str(i)) for i in gone}
+        # Complete only when every calendar was listed in full and nothing was skipped:
+        # then any object state holds that is not in `changed` is really gone.
+        batch.complete = relisted == len(self.calendar_ids) and clean
+        batch.cursor = {"v": CURSOR_VERSION, "window": window_key, "calendars": calendars}
+        log.debug(
+            "source.google.read",
+            source=self.name,
+            calendar=len(self.calendar_ids),
+            changed=len(batch.changed),
+            removed=len(batch.removed),
+            requests=self.api.requests,
+        )
+        return batch
+
+    @staticmethod
+    def _item(calendar_id: str, series: str) -> str:
+        return f"{calendar_id}/{series}"
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def _changes(self, calendar_id: str, token: str) -> tuple[bool, str | None]:
+        """Ask whether anything changed since `token`; returns (changed, next token)."""
+        events = self.api.calendar.events()
+        changed = False
+        next_token: str | None = None
+        for page in self.api.pages(
+            lambda page_token: events.list(
+                calendarId=calendar_id,
+                syncToken=token,
+                pageToken=page_token,
+                maxResults=PAGE_SIZE,
+                fields=convert.CHANGES_FIELDS,
+            ),
+            operation="events.list(sync)",
+        ):
+            changed = changed or bool(page.get("items"))
+            next_token = page.get("nextSyncToken") or next_token
+        return changed, next_token
+
+    def _new_token(self, calendar_id: str, window: Window) -> str | None:
+        """A fresh sync token (the listing without singleEvents, from the window's start)."""
+        events = self.api.calendar.events()
+        next_token: str | None = None
+        for page in self.api.pages(
+            lambda page_token: events.list(
+                calendarId=calendar_id,
+                timeMin=window.start.isoformat(),
+                pageToken=page_token,
+                maxResults=PAGE_SIZE,
+                fields=convert.TOKEN_FIELDS,
+            ),
+            operation="events.list(token)",
+        ):
+            next_token = page.get("nextSyncToken") or next_token
+        return next_token
+
+    def _list_window(
+        self, calendar_id: str, window: Window, batch: SourceBatch, index: int
+    ) -> tuple[set[str], int]:
+        """List every instance in the window; fill batch.changed. Returns (object ids, skipped)."""
+        events = self.api.calendar.events()
+        listed: dict[str, dict[str, Any]] = {}
+        fallback: tzinfo = self.tz
+        for page in self.api.pages(
+            lambda page_token: events.list(
+                calendarId=calendar_id,
+                singleEvents=True,
+                showDeleted=True,
+                timeMin=window.start.isoformat(),
+                timeMax=window.end.isoformat(),
+                pageToken=page_token,
+                maxResults=PAGE_SIZE,
+                fields=convert.WINDOW_FIELDS,
+            ),
+            operation="events.list(window)",
+        ):
+            fallback = convert.zone(page.get("timeZone"), self.tz)
+            for raw in page.get("items") or ():
+                if not isinstance(raw, dict):
+                    continue
+                try:
+                    listed[convert.instance_key(raw)] = raw
+                except DataError:
+                    batch.bad += 1
+                    log.warning("source.item.skipped", source=self.name, calendar=index, problem="no id")
+        # Only now, with every page in hand, is the listing trusted.
+        series: dict[str, list[dict[str, Any]]] = {}
+        for raw in listed.values():
+            if convert.is_deleted_single(raw):
+                continue  # a deleted event: absent (its future occurrences count as vanished)
+            series.setdefault(convert.series_id(raw), []).append(raw)
+        items: set[str] = set()
+        bad = 0
+        for series_key, instances in series.items():
+            items.add(series_key)
+            item = self._item(calendar_id, series_key)
+            try:
+                batch.changed[item] = self._events(calendar_id, series_key, instances, item, fallback)
+            except DataError as exc:
+                bad += 1
+                batch.bad += 1
+                log.warning(
+                    "source.item.skipped", source=self.name, calendar=index, uid=series_key, problem=str(exc)
+                )
+        return items, bad
+
+    def _events(
+        self, calendar_id: str, series_key: str, instances: list[dict[str, Any]], item: str, fallback: Any
+    ) -> list[Event]:
+        """The Events of one object (a series or a single event)."""
+        live = [r for r in instances if r.get("status") != "cancelled" and r.get("summary")]
+        sibling: Mapping[str, Any] | None = live[0] if live else None
+        out: list[Event] = []
+        for raw in instances:
+            template = None
+            if raw.get("status") == "cancelled" and not raw.get("summary"):
+                if sibling is None:
+                    sibling = self._series(calendar_id, series_key)
+                template = sibling
+            event = convert.to_event(
+                raw,
+                item=item,
+                source=self.name,
+                fallback=fallback,
+                default_length=self.default_length,
+                series=template,
+            )
+            if event is not None:
+                out.append(event)
+        out.sort(key=lambda e: (e.start, e.recurrence_id))
+        return out
+
+    def _series(self, calendar_id: str, series_key: str) -> Mapping[str, Any] | None:
+        """The series itself, for a window where every instance is cancelled (rare)."""
+        try:
+            raw = self.api.call(
+                self.api.calendar.events().get(calendarId=calendar_id, eventId=series_key),
+                operation="events.get(series)",
+            )
+        except NotFoundError:
+            return None
+        return raw
+
+    def close(self) -> None:
+        self.api.close()

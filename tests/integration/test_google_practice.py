@@ -1,0 +1,241 @@
+"""The Google connector end to end, through google-api-python-client against the local fake:
+same needs as vdir, reminders written once, cheap passes when nothing changed, the 410 path."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from connectors.google import api
+from connectors.google.convert import KEY_PROP, MARK_PROP
+from tests.fakes.google_api import (
+    SAMPLE_NOW,
+    Appt,
+    FakeGoogle,
+    GooglePractice,
+    google_practice,
+    seed,
+    vdir_twin,
+)
+from tests.practice import local
+from worker.cli import main
+from worker.config import load_settings
+from worker.runner import window_for
+
+pytestmark = pytest.mark.integration
+
+LATER = "2026-03-18T12:30:00-05:00"
+SOON = "2026-03-18T12:05:00-05:00"  # before the calls placed at 12:15 and 12:30
+NEXT_DAY = "2026-03-19T12:00:00-05:00"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGoogle]:
+    with FakeGoogle() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "DEFAULT_RETRY", api.RetryPolicy(budget=5.0, base=0.01, cap=0.05))
+
+
+@pytest.fixture
+def gp(fake: FakeGoogle, tmp_path: Path) -> GooglePractice:
+    return google_practice(fake, tmp_path / "google")
+
+
+def _plan(config: Path, capsys: pytest.CaptureFixture[str], now: str = SAMPLE_NOW) -> list[dict[str, str]]:
+    capsys.readouterr()
+    assert main(["--config", str(config), "plan", "--json", "--now", now]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def _run(config: Path, now: str = SAMPLE_NOW) -> int:
+    return main(["--config", str(config), "run", "--once", "--now", now])
+
+
+def _needs(lines: list[dict[str, str]]) -> list[tuple[str, str, str, str]]:
+    return sorted((x["client"], x["reason"], x["state"], x["due"]) for x in lines)
+
+
+def _writes(fake: FakeGoogle) -> list[str]:
+    return [
+        c.method
+        for c in fake.log
+        if c.http_method in ("POST", "PATCH", "PUT", "DELETE") and c.method != "oauth.token"
+    ]
+
+
+def test_google_practice_plans_the_same_needs_as_its_vdir_twin(
+    gp: GooglePractice, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A practice with series, moved, re-titled and cancelled instances, a declined attendee, a
+    foreign offset, an all-day and a deleted event gives the same needs on Google as on vdir."""
+    google = _needs(_plan(gp.config, capsys))
+    twin = _needs(_plan(vdir_twin(tmp_path / "vdir").config, capsys))
+    assert google == twin
+    assert {(c, r, s) for c, r, s, _ in google} == {
+        ("c001", "no_show", "due"),  # the re-titled instance of a series that crosses DST
+        ("c003", "cancelled_not_rebooked", "due"),  # a cancelled instance, minimal on Google
+        ("c006", "double_booked", "due"),  # across the two calendars
+        ("c002", "cancelled_not_rebooked", "upcoming"),  # the client attendee declined
+    }
+    assert not _writes(gp.fake)  # plan writes nothing, not even the task list
+    assert "Client calls" not in gp.fake.tasklist_titles()
+
+
+def test_anchor_keeps_the_recurrence_id_of_a_series_instance(
+    gp: GooglePractice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An instance's anchor is its series id plus its original start in UTC, as on vdir."""
+    lines = {x["reason"] + x["client"]: x for x in _plan(gp.config, capsys)}
+    uid, rid = lines["no_showc001"]["anchor"].split("|")
+    assert rid == "20260223T160000Z"
+    assert uid and "_" not in uid  # the series id, not the instance id
+    assert lines["double_bookedc006"]["anchor"].endswith("|")
+
+
+def test_reminders_and_tasks_are_written_once_and_a_second_pass_writes_nothing(gp: GooglePractice) -> None:
+    """The first pass writes one event and one task per due need; the second writes nothing."""
+    assert _run(gp.config) == 0
+    events = gp.ours()
+    tasks = gp.tasks()
+    assert len(events) == 3 and len(tasks) == 3
+    assert sorted(e["extendedProperties"]["private"]["x-callsheet-reason"] for e in events) == [
+        "cancelled_not_rebooked",
+        "double_booked",
+        "no_show",
+    ]
+    for event in events:
+        private = event["extendedProperties"]["private"]
+        assert event["id"] == private[KEY_PROP]
+        assert private[MARK_PROP] == "callsheet"
+        assert set(private) >= {
+            "x-callsheet-key",
+            "x-callsheet-reason",
+            "x-callsheet-client",
+            "x-callsheet-hash",
+        }
+        assert event["visibility"] == "private" and event["transparency"] == "transparent"
+        assert event["reminders"] == {"useDefault": False, "overrides": [{"method": "popup", "minutes": 0}]}
+        assert "attendees" not in event
+    inserts = gp.fake.calls("calendar.events.insert")
+    assert {c.param("sendUpdates") for c in inserts} == {"none"}
+    for task in tasks:
+        assert task["notes"].splitlines()[-1].startswith("callsheet-key: ")
+        assert task["due"].endswith("T00:00:00.000Z")
+    gp.fake.clear_log()
+    assert _run(gp.config) == 0
+    assert _writes(gp.fake) == []
+    assert len(gp.ours()) == 3 and len(gp.tasks()) == 3
+
+
+def test_nothing_changed_costs_one_request_per_calendar_plus_the_sink_listing(gp: GooglePractice) -> None:
+    """With nothing changed, a pass asks each calendar once (sync token) and lists our items."""
+    assert _run(gp.config) == 0
+    gp.fake.clear_log()
+    assert _run(gp.config, LATER) == 0
+    methods = [c.method for c in gp.fake.log]
+    sync = gp.fake.calls("calendar.events.list")
+    source_calls = [c for c in sync if c.param("privateExtendedProperty") is None]
+    assert len(source_calls) == 2  # one per calendar
+    assert all(c.param("syncToken") and c.param("singleEvents") is None for c in source_calls)
+    assert {c.calendar for c in source_calls} == {"primary", "second.fake@group.calendar.google.com"}
+    assert all(c.param("fields") == "nextPageToken,nextSyncToken,items(id)" for c in source_calls)
+    assert sorted(methods) == sorted(
+        ["calendar.events.list"] * 3 + ["tasks.tasklists.list", "tasks.tasks.list"]
+    )
+
+
+def test_a_change_is_seen_and_only_its_calendar_is_relisted(
+    gp: GooglePractice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A change on one calendar re-lists that calendar's window, all pages, and nothing else."""
+    assert _run(gp.config) == 0
+    # the therapist books Cameron again: the cancelled_not_rebooked need resolves
+    seed(
+        gp.fake,
+        "primary",
+        [Appt("single-cameron-new", "Cameron Tate", local("2026-03-24 09:00"))],
+        "America/Chicago",
+    )
+    gp.fake.clear_log()
+    assert _run(gp.config, SOON) == 0
+    windowed = [c for c in gp.fake.calls("calendar.events.list") if c.param("singleEvents") == "true"]
+    assert windowed and all(c.calendar == "primary" for c in windowed)
+    assert len(windowed) > 1  # the window is paged (small pages in the fake) and every page is read
+    assert all(
+        c.param("showDeleted") == "true" and c.param("timeMin") and c.param("timeMax") for c in windowed
+    )
+    reasons = {x["client"] + x["reason"] for x in _plan(gp.config, capsys, SOON)}
+    assert "c003cancelled_not_rebooked" not in reasons
+    # its future reminder event was withdrawn (deleted) and its task completed with a note
+    live = {e["extendedProperties"]["private"]["x-callsheet-client"] for e in gp.ours()}
+    assert "c003" not in live
+    done = [t for t in gp.tasks() if "client=c003" in t["notes"]]
+    assert done and done[0]["status"] == "completed" and "callsheet: closed" in done[0]["notes"]
+    assert done[0]["notes"].splitlines()[-1].startswith("callsheet-key: ")
+
+
+def test_an_expired_sync_token_answers_410_and_forces_a_full_read(
+    gp: GooglePractice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 410 drops the token and re-lists the window; what vanished meanwhile is acted on."""
+    assert _run(gp.config) == 0
+    finley = next(e for e in gp.fake.events(gp.second_calendar) if e["summary"] == "Finley Wu")
+    gp.fake.expire_sync_tokens()
+    gp.fake.delete_event(gp.second_calendar, finley["id"])
+    gp.fake.clear_log()
+    assert _run(gp.config, SOON) == 0
+    gone = [c for c in gp.fake.calls("calendar.events.list") if c.status == 410]
+    assert len(gone) == 2
+    relisted = [c for c in gp.fake.calls("calendar.events.list") if c.param("singleEvents") == "true"]
+    assert {c.calendar for c in relisted} == {"primary", "second.fake@group.calendar.google.com"}
+    reasons = {x["client"] + x["reason"] for x in _plan(gp.config, capsys, SOON)}
+    assert "c006double_booked" not in reasons
+    assert "c006" not in {e["extendedProperties"]["private"]["x-callsheet-client"] for e in gp.ours()}
+    gp.fake.clear_log()
+    assert _run(gp.config, SOON) == 0  # and the next pass is cheap again with the new tokens
+    assert len([c for c in gp.fake.calls("calendar.events.list") if c.param("syncToken")]) == 2
+    assert not [c for c in gp.fake.calls("calendar.events.list") if c.param("singleEvents")]
+
+
+def test_a_failed_read_after_a_410_leaves_state_and_cursor_unchanged(gp: GooglePractice) -> None:
+    """When the full read after a 410 fails, the pass fails (exit 1) and nothing is half-stored."""
+    assert _run(gp.config) == 0
+    db = gp.practice.root / "var" / "state.db"
+
+    def snapshot() -> tuple[object, ...]:
+        with sqlite3.connect(db) as conn:
+            return (
+                conn.execute("SELECT cursor FROM cursors").fetchall(),
+                conn.execute("SELECT * FROM occurrences ORDER BY source, id").fetchall(),
+            )
+
+    before = snapshot()
+    gp.fake.expire_sync_tokens()
+    gp.fake.inject("calendar.events.list", status=500, times=1000)
+    assert _run(gp.config, LATER) == 1
+    assert snapshot() == before
+    gp.fake.faults.clear()
+    assert _run(gp.config, LATER) == 0
+    assert snapshot()[0] != before[0]
+
+
+def test_the_window_moving_relists_without_a_changed_calendar(gp: GooglePractice) -> None:
+    """When the day changes (the window moves) every calendar's window is listed again."""
+    assert _run(gp.config) == 0
+    gp.fake.clear_log()
+    assert _run(gp.config, NEXT_DAY) == 0
+    windowed = [c for c in gp.fake.calls("calendar.events.list") if c.param("singleEvents") == "true"]
+    assert {c.calendar for c in windowed} == {"primary", "second.fake@group.calendar.google.com"}
+    window = window_for(load_settings(gp.config), datetime.fromisoformat(NEXT_DAY))
+    assert {(c.param("timeMin"), c.param("timeMax")) for c in windowed} == {
+        (window.start.isoformat(), window.end.isoformat())
+    }

@@ -1,0 +1,278 @@
+"""The Google sink against the fake: idempotent inserts (409 adopt), the therapist deleting or
+completing reminders, withdrawals, updates that keep the time, tasks that are never duplicated."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from connectors.base import open_sink
+from connectors.google import api
+from connectors.google.sink import GoogleSink
+from tests.fakes.google_api import SAMPLE_NOW, FakeGoogle, GooglePractice, google_practice
+from tests.practice import local
+from worker.cli import main
+from worker.config import load_settings
+from worker.errors import ConflictError
+from worker.model import ClientId, ItemKind, Reason, Reminder, reminder_key
+
+pytestmark = pytest.mark.integration
+
+SOON = "2026-03-18T12:05:00-05:00"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGoogle]:
+    with FakeGoogle() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "DEFAULT_RETRY", api.RetryPolicy(budget=5.0, base=0.01, cap=0.05))
+
+
+@pytest.fixture
+def gp(fake: FakeGoogle, tmp_path: Path) -> GooglePractice:
+    return google_practice(fake, tmp_path / "google", timeout="1s")
+
+
+@pytest.fixture
+def sink(gp: GooglePractice) -> Iterator[GoogleSink]:
+    settings = load_settings(gp.config)
+    opened = open_sink(settings, settings.reminders)
+    assert isinstance(opened, GoogleSink)
+    yield opened
+    opened.close()
+
+
+def _reminder(
+    kind: ItemKind = "event",
+    *,
+    title: str = "Call A.Q. — missed Mon 10:00",
+    hash_: str = "h1",
+    start: str = "2026-03-18 23:30",
+) -> Reminder:
+    key = reminder_key("c001", "no_show", "series-x", "20260223T160000Z")
+    at = local(start)
+    return Reminder(
+        key=key,
+        kind=kind,
+        client_id=ClientId("c001"),
+        reason=Reason.NO_SHOW,
+        start=at,
+        end=at + timedelta(minutes=15),
+        title=title,
+        description="Phone: +1 555 0199",
+        payload_hash=hash_,
+    )
+
+
+def _run(gp: GooglePractice, now: str = SAMPLE_NOW) -> int:
+    return main(["--config", str(gp.config), "run", "--once", "--now", now])
+
+
+def test_create_twice_adopts_the_existing_event_after_a_409(gp: GooglePractice, sink: GoogleSink) -> None:
+    """A second insert of the same key answers 409; the live event is fetched and adopted."""
+    first = sink.create(_reminder())
+    second = sink.create(_reminder())
+    assert first.ref == second.ref == _reminder().key
+    assert [c.status for c in gp.fake.calls("calendar.events.insert")] == [200, 409]
+    assert len(gp.fake.calls("calendar.events.get")) == 1
+    assert len(gp.ours()) == 1
+
+
+def test_create_of_an_event_the_therapist_deleted_is_gone_and_listed_cancelled(
+    gp: GooglePractice, sink: GoogleSink
+) -> None:
+    """A deleted reminder (cancelled tombstone) is never revived: create says gone, managed() says cancelled."""
+    sink.create(_reminder())
+    gp.fake.delete_event(gp.calls_calendar, _reminder().key)
+    receipt = sink.create(_reminder())
+    assert receipt.gone is True
+    assert [c.status for c in gp.fake.calls("calendar.events.insert")][-1] == 409
+    held = list(sink.managed())
+    assert [(m.key, m.status) for m in held if m.kind == "event"] == [(_reminder().key, "cancelled")]
+    listing = [c for c in gp.fake.calls("calendar.events.list") if c.param("privateExtendedProperty")]
+    assert listing[-1].param("privateExtendedProperty") == "x-callsheet-app=callsheet"
+    assert listing[-1].param("showDeleted") == "true"
+
+
+def test_update_rewrites_text_and_hash_but_keeps_the_time_the_therapist_chose(
+    gp: GooglePractice, sink: GoogleSink
+) -> None:
+    """update() patches title, description and hash only; a moved reminder stays where it was put."""
+    sink.create(_reminder())
+    moved = {"dateTime": "2026-03-19T16:00:00-05:00", "timeZone": "America/Chicago"}
+    gp.fake.update_event(gp.calls_calendar, _reminder().key, {"start": moved, "end": moved})
+    item = next(m for m in sink.managed() if m.kind == "event")
+    sink.update(_reminder(title="Call A.Q. — new text", hash_="h2"), item)
+    event = gp.ours()[0]
+    assert event["summary"] == "Call A.Q. — new text"
+    assert event["start"] == moved
+    assert event["extendedProperties"]["private"]["x-callsheet-hash"] == "h2"
+    assert next(m for m in sink.managed() if m.kind == "event").payload_hash == "h2"
+
+
+def test_update_of_an_event_changed_since_it_was_read_is_a_conflict(
+    gp: GooglePractice, sink: GoogleSink
+) -> None:
+    """The patch carries If-Match: an edit in between answers 412, a ConflictError."""
+    sink.create(_reminder())
+    item = next(m for m in sink.managed() if m.kind == "event")
+    gp.fake.update_event(gp.calls_calendar, _reminder().key, {"colorId": "5"})
+    with pytest.raises(ConflictError):
+        sink.update(_reminder(hash_="h2"), item)
+
+
+def test_tasks_carry_the_key_on_the_last_line_and_a_date_in_the_practice_zone(
+    gp: GooglePractice, sink: GoogleSink
+) -> None:
+    """A task's due is the reminder's local date (23:30 Chicago is not the next UTC day)."""
+    sink.create(_reminder("task"))
+    task = gp.tasks()[0]
+    assert task["due"] == "2026-03-18T00:00:00.000Z"
+    assert task["title"] == "Call A.Q. — missed Mon 10:00"
+    assert task["notes"].splitlines()[-1] == (
+        f"callsheet-key: {_reminder().key} reason=no_show client=c001 hash=h1"
+    )
+    held = [m for m in sink.managed() if m.kind == "task"]
+    assert [(m.key, m.status, m.payload_hash, m.client_id) for m in held] == [
+        (_reminder().key, "open", "h1", "c001")
+    ]
+    call = gp.fake.calls("tasks.tasks.list")[-1]
+    assert (call.param("showCompleted"), call.param("showHidden"), call.param("showDeleted")) == ("true",) * 3
+
+
+def test_withdrawing_a_task_completes_it_with_a_note_above_the_key_line(
+    gp: GooglePractice, sink: GoogleSink
+) -> None:
+    """withdraw() completes the task, says why, and keeps the key as the last line."""
+    sink.create(_reminder("task"))
+    item = next(m for m in sink.managed() if m.kind == "task")
+    sink.withdraw(item, note="resolved", delete=False)
+    task = gp.tasks()[0]
+    assert task["status"] == "completed"
+    lines = task["notes"].splitlines()
+    assert lines[-1].startswith("callsheet-key: ") and "callsheet: closed (resolved)." in lines
+    assert next(m for m in sink.managed() if m.kind == "task").status == "completed"
+
+
+def test_purge_deletes_only_our_items(gp: GooglePractice, capsys: pytest.CaptureFixture[str]) -> None:
+    """`callsheet purge --yes` removes every reminder we wrote and nothing the therapist made."""
+    assert _run(gp) == 0
+    gp.fake.add_event(
+        gp.calls_calendar,
+        {
+            "summary": "my own note",
+            "start": {"dateTime": "2026-03-20T10:00:00Z"},
+            "end": {"dateTime": "2026-03-20T10:30:00Z"},
+        },
+    )
+    gp.fake.add_event(
+        gp.fake.PRIMARY,
+        {
+            "summary": "x",
+            "start": {"dateTime": "2026-03-20T10:00:00Z"},
+            "end": {"dateTime": "2026-03-20T10:30:00Z"},
+        },
+    )
+    assert main(["--config", str(gp.config), "purge", "--yes"]) == 0
+    assert "removed 6 items" in capsys.readouterr().out
+    assert [e["summary"] for e in gp.ours()] == ["my own note"]
+    assert gp.tasks() == []
+    assert not [
+        c for c in gp.fake.log if c.calendar in (gp.fake.PRIMARY, "primary") and c.http_method != "GET"
+    ]
+
+
+def test_the_therapist_deleting_an_event_or_completing_a_task_is_a_tombstone(
+    gp: GooglePractice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deleted events and tasks ticked in Google's app (hidden) mean "handled": never recreated."""
+    assert _run(gp) == 0
+    events = {e["extendedProperties"]["private"]["x-callsheet-client"]: e for e in gp.ours()}
+    tasks = {t["notes"].split("client=")[1].split()[0]: t for t in gp.tasks()}
+    gp.fake.delete_event(gp.calls_calendar, events["c001"]["id"])
+    gp.fake.complete_task_in_app("Client calls", tasks["c003"]["id"])
+    gp.fake.clear_log()
+    assert _run(gp, SOON) == 0
+    assert len(gp.ours()) == 1  # c001's sibling event stays deleted; c003's event is withdrawn
+    assert not gp.fake.calls("calendar.events.insert") and not gp.fake.calls("tasks.tasks.insert")
+    open_tasks = [t for t in gp.tasks() if t["status"] != "completed"]
+    assert [t["notes"].split("client=")[1].split()[0] for t in open_tasks] == ["c006"]
+    gp.fake.clear_log()
+    assert _run(gp, SOON) == 0
+    assert not [
+        c for c in gp.fake.log if c.http_method in ("POST", "PATCH", "DELETE") and c.method != "oauth.token"
+    ]
+
+
+def test_a_timed_out_event_insert_that_went_through_is_adopted_not_duplicated(gp: GooglePractice) -> None:
+    """The insert times out after the fake stored it; the retry gets 409 and adopts the event."""
+    gp.fake.inject("calendar.events.insert", status=0, delay=1.5, apply=True)
+    assert _run(gp) == 0
+    assert [c.status for c in gp.fake.calls("calendar.events.insert")][:2] == [200, 409]
+    assert len(gp.ours()) == 3
+
+
+def test_a_timed_out_task_insert_is_found_by_rereading_the_list_before_retrying(gp: GooglePractice) -> None:
+    """Tasks are not idempotent: after a timeout the list is re-read and the task found, not re-inserted."""
+    gp.fake.inject("tasks.tasks.insert", status=0, delay=1.5, apply=True)
+    assert _run(gp) == 0
+    inserts = gp.fake.calls("tasks.tasks.insert")
+    assert len(inserts) == 3  # one per need, the timed-out one included, none repeated
+    methods = [c.method for c in gp.fake.log if c.method.startswith("tasks.tasks")]
+    first = methods.index("tasks.tasks.insert")
+    assert methods[first + 1] == "tasks.tasks.list"
+    assert len(gp.tasks()) == 3
+
+
+def test_a_failed_task_insert_is_retried_only_after_the_list_shows_it_missing(gp: GooglePractice) -> None:
+    """A 503 on a task insert re-reads the list, finds nothing, and inserts once more."""
+    gp.fake.inject("tasks.tasks.insert", status=503, reason="backendError")
+    assert _run(gp) == 0
+    assert [c.status for c in gp.fake.calls("tasks.tasks.insert")].count(503) == 1
+    methods = [c.method for c in gp.fake.log if c.method.startswith("tasks.tasks")]
+    failed = methods.index("tasks.tasks.insert")
+    assert methods[failed + 1] == "tasks.tasks.list"
+    assert len(gp.tasks()) == 3
+
+
+def test_reminders_never_go_into_a_source_calendar(
+    fake: FakeGoogle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A calls calendar that is also a [source] calendar is a configuration error (exit 2)."""
+    gp = google_practice(fake, tmp_path / "google")
+    text = gp.config.read_text(encoding="utf-8").replace(gp.calls_calendar, gp.second_calendar)
+    gp.config.write_text(text, encoding="utf-8")
+    assert _run(gp) == 2
+    assert "must not be a [source] calendar" in capsys.readouterr().err
+    assert not [c for c in fake.log if c.http_method != "GET" and c.method != "oauth.token"]
+
+
+def test_events_need_a_calls_calendar_id_in_config(
+    fake: FakeGoogle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without [reminders] calendar_id the sink refuses (exit 2) and names the setup script."""
+    gp = google_practice(fake, tmp_path / "google")
+    lines = [
+        ln for ln in gp.config.read_text(encoding="utf-8").splitlines() if not ln.startswith("calendar_id =")
+    ]
+    gp.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert _run(gp) == 2
+    assert "authorize_google.py" in capsys.readouterr().err
+
+
+def test_tasks_only_needs_no_calendar_and_creates_the_task_list_on_first_write(
+    fake: FakeGoogle, tmp_path: Path
+) -> None:
+    """With write = ["task"], only tasks are written, into a task list made on the first write."""
+    gp = google_practice(fake, tmp_path / "google", write=("task",))
+    assert "Client calls" not in fake.tasklist_titles()
+    assert _run(gp) == 0
+    assert fake.tasklist_titles().count("Client calls") == 1
+    assert len(gp.tasks()) == 3 and gp.ours() == []
