@@ -130,6 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
+    except BrokenPipeError:
+        # the reader went away (`callsheet plan | head`): nothing more to say
+        sys.stderr.close()
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - a bug must still end with one line, not a traceback
+        # A traceback would show code, not data; one line is kinder to the person reading it.
+        log.error("command.crashed", error=type(exc).__name__)
+        print(f"callsheet: unexpected error ({type(exc).__name__}); please report it", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _dispatch(args: argparse.Namespace) -> int:

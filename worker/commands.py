@@ -12,13 +12,23 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from connectors.base import open_sink, open_source
+from connectors.base import Sink, open_sink, open_source
 from worker import runner
 from worker.cli import EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
 from worker.config import Settings, load_settings
-from worker.errors import ConfigError, ConnectorError, LockedError
-from worker.model import Appointment, Attendance, CallNeed
+from worker.errors import AuthError, ConfigError, ConnectorError, LockedError
+from worker.model import (
+    Appointment,
+    Attendance,
+    CallNeed,
+    ClientId,
+    ItemKind,
+    Reminder,
+    SystemReason,
+    reminder_key,
+)
 from worker.roster import Roster
+from worker.state import secure_dir
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -206,35 +216,126 @@ def check(settings: Settings, *, health: bool) -> int:
             return EXIT_FAILED
         print(f"healthy: last good pass {int(age.total_seconds())}s ago")
         return EXIT_OK
-    ok = True
-    print(f"[ok] config {settings.path} and roster ({len(settings.clients)} clients)")
+    return _checklist(settings)
+
+
+def _private(path: Path | None) -> str | None:
+    """A complaint when a secret or client-data file can be read by others."""
+    if path is None or not path.exists():
+        return None
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        return f"{path} is readable by others (mode {mode:o}); fix: chmod 600 {path}"
+    return None
+
+
+def _probe(sink: Sink, kind: ItemKind, now: datetime) -> None:
+    """Write and remove one throw-away item: proves write access without leaving anything."""
+    probe = Reminder(
+        key=reminder_key("callsheet", SystemReason.CHECK.value, "probe", kind),
+        kind=kind,
+        client_id=ClientId("callsheet"),
+        reason=SystemReason.CHECK,
+        start=now + timedelta(days=1),
+        end=now + timedelta(days=1, minutes=15),
+        title="callsheet write check (removed at once)",
+        description="Written and deleted by `callsheet check`.",
+        payload_hash="check",
+    )
+    sink.create(probe)
+    for item in sink.managed():
+        if item.key == probe.key and item.kind == kind:
+            sink.delete(item)
+
+
+def _checklist(settings: Settings) -> int:
+    """Every check in turn, each with the fix when it fails; exit 1 when any failed."""
+    failures = 0
+
+    def report(ok: bool, text: str, fix: str = "") -> None:
+        nonlocal failures
+        failures += not ok
+        print(f"[{'ok' if ok else '!!'}] {text}")
+        if fix and not ok:
+            print(f"     fix: {fix}")
+
+    report(
+        True, f"config {settings.path} and roster {settings.roster_path} ({len(settings.clients)} clients)"
+    )
+    files = [settings.roster_path]
+    for section in (settings.source, settings.reminders):
+        files += [section.password_file, section.token_file]
+    for path in dict.fromkeys(files):
+        complaint = _private(path)
+        if complaint:
+            report(False, complaint.split("; fix: ")[0], complaint.split("; fix: ")[1])
+    try:
+        secure_dir(settings.state_dir)
+        probe = settings.state_dir / ".write-check"
+        probe.write_text("ok")
+        probe.unlink()
+        report(True, f"state folder {settings.state_dir} is writable")
+    except OSError as exc:
+        report(
+            False,
+            f"state folder {settings.state_dir}: {exc.strerror}",
+            "create it, owned by the user running callsheet",
+        )
+    now = datetime.now(UTC)
     try:
         source = open_source(settings, settings.source)
         try:
-            now = datetime.now(UTC)
             batch = source.read(runner.window_for(settings, now), None)
-            print(
-                f"[ok] source {settings.source.kind}: {len(batch.changed)} objects readable, {batch.bad} skipped"
+            events = sum(len(v) for v in batch.changed.values())
+            report(
+                batch.bad == 0,
+                f"source {settings.source.kind}: {len(batch.changed)} objects, {events} events in the window, "
+                f"{batch.bad} unreadable",
+                "the log (source.item.skipped) names each unreadable object",
             )
         finally:
             source.close()
+    except AuthError as exc:
+        report(False, f"source {settings.source.kind}: {exc}", "re-run the authorisation (see the message)")
     except (ConnectorError, ConfigError) as exc:
-        ok = False
-        print(f"[!!] source {settings.source.kind}: {exc}\n     fix: check [source] in {settings.path}")
+        report(False, f"source {settings.source.kind}: {exc}", f"check [source] in {settings.path}")
     try:
         sink = open_sink(settings, settings.reminders)
         try:
             count = sum(1 for _ in sink.managed())
-            kinds = ", ".join(sorted(sink.kinds())) or "nothing"
-            print(f"[ok] reminders {settings.reminders.kind}: holds {count} of our items; writes {kinds}")
+            kinds = sorted(sink.kinds())
+            report(
+                bool(kinds),
+                f"reminders {settings.reminders.kind}: holds {count} of our items",
+                "set events_path/events_url/calendar_id in [reminders]",
+            )
+            for kind in kinds:
+                try:
+                    _probe(sink, kind, now)
+                    report(True, f"reminders: can write {kind}s")
+                except ConnectorError as exc:
+                    where = (
+                        "tasks_url must be a collection that accepts tasks (VTODO)"
+                        if kind == "task"
+                        else ("the account needs write access to the reminders calendar")
+                    )
+                    report(False, f"reminders: cannot write {kind}s ({exc})", where)
+            missing = [k for k in settings.reminders.write if k not in kinds]
+            report(
+                not missing,
+                f"reminders: writes {', '.join(settings.reminders.write)}",
+                f"configure a place for {', '.join(missing)} in [reminders], or drop it from `write`",
+            )
         finally:
             sink.close()
-    except (ConnectorError, ConfigError) as exc:
-        ok = False
-        print(
-            f"[!!] reminders {settings.reminders.kind}: {exc}\n     fix: check [reminders] in {settings.path}"
+    except AuthError as exc:
+        report(
+            False, f"reminders {settings.reminders.kind}: {exc}", "re-run the authorisation (see the message)"
         )
-    return EXIT_OK if ok else EXIT_FAILED
+    except (ConnectorError, ConfigError) as exc:
+        report(False, f"reminders {settings.reminders.kind}: {exc}", f"check [reminders] in {settings.path}")
+    print("all checks passed" if not failures else f"{failures} check(s) failed")
+    return EXIT_OK if not failures else EXIT_FAILED
 
 
 def purge(settings: Settings, *, dry_run: bool) -> int:

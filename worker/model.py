@@ -163,6 +163,7 @@ class SystemReason(StrEnum):
     """Reasons for reminders about callsheet itself, not about a client."""
 
     ATTENTION = "attention"
+    CHECK = "check"
 
 
 NeedState = Literal["due", "upcoming", "stale"]

@@ -194,3 +194,21 @@ def test_purge_touches_only_our_items(practice: Practice, capsys: pytest.Capture
         "blake-next.ics",
         "cameron-missed.ics",
     ]
+
+
+def test_check_lists_every_check_and_the_fix(practice: Practice, capsys: pytest.CaptureFixture[str]) -> None:
+    """check proves read and write access, leaves nothing behind, and names the fix for a loose roster."""
+    _setup(practice)
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "check"]) == 0
+    out = capsys.readouterr().out
+    assert "[ok] reminders: can write events" in out and "[ok] reminders: can write tasks" in out
+    assert "all checks passed" in out
+    assert list((practice.root / "out").rglob("*.ics")) == []  # the write probes were removed
+    (practice.root / "clients.toml").chmod(0o644)
+    assert main(["--config", str(practice.config), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "is readable by others (mode 644)" in out and f"fix: chmod 600 {practice.root / 'clients.toml'}" in out
+    practice.calendar.rename(practice.root / "gone")
+    assert main(["--config", str(practice.config), "check"]) == 1
+    assert "source vdir: the source folder" in capsys.readouterr().out
