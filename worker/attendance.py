@@ -22,8 +22,15 @@ def _words(words: tuple[str, ...]) -> re.Pattern[str] | None:
     cleaned = sorted({w.strip() for w in words if w.strip()}, key=lambda w: (-len(w), w))
     if not cleaned:
         return None
-    body = "|".join(re.escape(w) for w in cleaned)
-    return re.compile(rf"(?<!\w)(?:{body})(?!\w)", re.IGNORECASE)
+    # "Whole words" bounds only the ends that are word characters: a symbol marker such as
+    # "✓" must still match in "J.S.✓", while "DNA" must not match inside "DNAs" or "mDNA".
+    body = "|".join(
+        (r"(?<!\w)" if re.match(r"\w", w) else "")
+        + re.escape(w)
+        + (r"(?!\w)" if re.search(r"\w$", w) else "")
+        for w in cleaned
+    )
+    return re.compile(f"(?:{body})", re.IGNORECASE)
 
 
 def has_marker(words: tuple[str, ...], texts: Iterable[str]) -> bool:
@@ -78,9 +85,7 @@ def observe(event: Event, client_id: ClientId, markers: MarkerRules, *, declined
     )
 
 
-def attendance_at(
-    obs: Observation, now: datetime, *, late_cancel_within: timedelta
-) -> Attendance:
+def attendance_at(obs: Observation, now: datetime, *, late_cancel_within: timedelta) -> Attendance:
     """Judge an observation at `now` (DESIGN.md "Attendance")."""
     if obs.cancelled:
         at = obs.cancelled_at or obs.start

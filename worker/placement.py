@@ -75,8 +75,9 @@ class BusyIndex:
 
 
 def _utc(moment: datetime) -> datetime:
-    # one zone for every stored time: comparisons within one tzinfo are plain and fast
-    return moment.astimezone(UTC)
+    # one zone for every stored time: comparisons within one tzinfo are plain and fast (and
+    # never naive wall-clock comparisons, which go wrong in the repeated hour of a DST change)
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 def _ceil(moment: datetime, step: timedelta, tz: ZoneInfo) -> datetime:

@@ -45,7 +45,10 @@ def _day(moment: datetime, tz: ZoneInfo) -> str:
 
 def title(need: CallNeed, client: Client, tz: ZoneInfo) -> str:
     """The reminder's title: the alias (never the full name), why, and which appointment."""
-    at = when(need.appointment_start, tz, reference=need.due)
+    # A conflict is due `now`, which moves every pass: measured against it, the short form
+    # would flip to the long one as the days pass and rewrite the reminder for nothing.
+    moving = need.reason in (Reason.ACQUAINTED_CONFLICT, Reason.DOUBLE_BOOKED)
+    at = when(need.appointment_start, tz, reference=None if moving else need.due)
     who = client.alias
     match need.reason:
         case Reason.LATE:
@@ -66,28 +69,42 @@ def title(need: CallNeed, client: Client, tz: ZoneInfo) -> str:
             return f"Letter to {who} — no return since {at}"
 
 
+def _names_the_practice(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in FORBIDDEN_IN_VOICEMAIL)
+
+
 def voicemail(need: CallNeed, client: Client, practice: Practice) -> str:
     """What to leave on a voicemail: an appointment, a time, a number; nothing more."""
     at = _day(need.appointment_start, practice.tz)
-    back = f"You can reach me at {practice.callback_number}." if practice.callback_number else "Please call me back."
-    me = f"this is {practice.therapist_name}"
+    back = (
+        f"You can reach me at {practice.callback_number}."
+        if practice.callback_number
+        else "Please call me back."
+    )
+    # The name is said only when it does not give the practice away ("your therapist", the
+    # default, or "Dr. Rivera, Psychologist" would): anyone may hear a voicemail.
+    name = practice.therapist_name.strip()
+    hello = f"Hi, this is {name}." if name and not _names_the_practice(name) else "Hi."
     match need.reason:
         case Reason.LATE:
-            text = f"Hi, {me}. You have an appointment with me now, {at}. I wanted to check you are all right. {back}"
+            text = f"{hello} You have an appointment with me now, {at}. I wanted to check you are all right. {back}"
         case Reason.NO_SHOW:
-            text = f"Hi, {me}. You had an appointment with me on {at} and I missed you. If you would like another time, just let me know. {back}"
+            text = f"{hello} You had an appointment with me on {at} and I missed you. If you would like another time, just let me know. {back}"
         case Reason.NOT_REBOOKED | Reason.CANCELLED_NOT_REBOOKED:
-            text = f"Hi, {me}, calling about your next appointment. I have some times open and would be glad to set one up. {back}"
+            text = f"{hello} I am calling about your next appointment. I have some times open and would be glad to set one up. {back}"
         case Reason.LAPSED:
-            text = f"Hi, {me}. I have not seen you for a while and wanted to check in. {back}"
+            text = f"{hello} I have not seen you for a while and wanted to check in. {back}"
         case Reason.ACQUAINTED_CONFLICT | Reason.DOUBLE_BOOKED:
-            text = f"Hi, {me}, about your appointment on {at}. I need to adjust the time, so could you give me a call? {back}"
+            text = f"{hello} I am calling about your appointment on {at}. I need to adjust the time, so could you give me a call? {back}"
         case Reason.TERMINATION_LETTER:
-            text = f"Hi, {me}, calling about your appointment with me. {back}"
+            text = f"{hello} I am calling about your appointments with me. {back}"
     return text
 
 
-def call_script(need: CallNeed, client: Client, practice: Practice, alternatives: Sequence[datetime]) -> list[str]:
+def call_script(
+    need: CallNeed, client: Client, practice: Practice, alternatives: Sequence[datetime]
+) -> list[str]:
     """Talking points for the call itself."""
     at = _day(need.appointment_start, practice.tz)
     lines: list[str] = []
@@ -166,14 +183,14 @@ def letter(need: CallNeed, client: Client, practice: Practice) -> str:
     )
 
 
-def description(
-    need: CallNeed, client: Client, practice: Practice, alternatives: Sequence[datetime]
-) -> str:
+def description(need: CallNeed, client: Client, practice: Practice, alternatives: Sequence[datetime]) -> str:
     """The reminder body: how to reach the client (or that we may not), scripts, letter."""
     parts: list[str] = []
     if client.consent_to_call and client.phone:
         parts.append(f"Phone: {client.phone}")
         parts.append("Voicemail OK." if client.voicemail_ok else "Do NOT leave a voicemail.")
+    elif client.consent_to_call:
+        parts.append("No phone number on file: add one to the roster, or write to the client.")
     else:
         parts.append("No call consent on file: do not call. Write or wait for the client to get in touch.")
     parts.append("")
@@ -184,7 +201,7 @@ def description(
         parts.append("")
     parts.append("Call:")
     parts += [f"- {line}" for line in call_script(need, client, practice, alternatives)]
-    if client.consent_to_call and client.voicemail_ok:
+    if client.consent_to_call and client.phone and client.voicemail_ok:
         parts.append("")
         parts.append("Voicemail (never name the kind of practice):")
         parts.append(voicemail(need, client, practice))

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 
 from worker.model import (
     Appointment,
@@ -93,8 +94,11 @@ def _need(
     )
 
 
+_BY_TIME = attrgetter("start", "end", "id")
+
+
 def _chronological(appointments: Iterable[Appointment]) -> list[Appointment]:
-    return sorted(appointments, key=lambda a: (a.start, a.end, a.id))
+    return sorted(appointments, key=_BY_TIME)
 
 
 def late_needs(client: Client, appts: Sequence[Appointment], now: datetime, policy: Policy) -> list[CallNeed]:
@@ -208,12 +212,14 @@ def conflict_needs(
     appointments, and appointments of discharged or unknown clients, take no part: nobody is
     coming to them.
     """
-    horizon = now + policy.lookahead
+    # compared in UTC: fast for stored (UTC) times, and exact across a DST change
+    after = now.astimezone(UTC)
+    horizon = after + policy.lookahead
     live = sorted(
         (
             a
             for a in appts
-            if a.end > now
+            if a.end > after
             and a.start <= horizon
             and a.attendance not in _CANCELLED
             and a.attendance is not Attendance.NO_SHOW
@@ -263,20 +269,24 @@ def needs(
     Deterministic: the same appointments in any order give the same list. A discharged client
     gets nothing; appointments of clients not in the roster are ignored.
     """
-    known = _chronological(a for a in appointments if a.client_id in clients)
+    # One instant, one zone: stored times are UTC, so comparisons take the fast path, and
+    # they are exact in the repeated hour of a DST change (same-zone comparisons are not).
+    now = now.astimezone(UTC)
     by_client: dict[ClientId, list[Appointment]] = defaultdict(list)
-    for a in known:
-        by_client[a.client_id].append(a)  # one sort: each client's list is chronological too
+    for a in appointments:
+        if a.client_id in clients:
+            by_client[a.client_id].append(a)
     out: list[CallNeed] = []
     for client_id in sorted(by_client):
         client = clients[client_id]
         if client.discharged:
             continue
-        appts = by_client[client_id]
+        # sorting each client's list costs less than one sort of everything (n log n)
+        appts = _chronological(by_client[client_id])
         out += late_needs(client, appts, now, policy)
         out += no_show_needs(client, appts, now, policy)
         out += rebook_needs(client, appts, now, policy)
         out += lapsed_needs(client, appts, now, policy)
-    out += conflict_needs(clients, known, now, policy)
+    out += conflict_needs(clients, [a for appts in by_client.values() for a in appts], now, policy)
     unique = {n.key: n for n in out}
     return sorted(unique.values(), key=lambda n: (n.due, n.client_id, _ORDER[n.reason], n.key))

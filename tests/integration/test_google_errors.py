@@ -224,11 +224,18 @@ def test_no_client_data_reaches_logs_or_messages(
 
 
 def test_check_reaches_both_google_apis(gp: GooglePractice, capsys: pytest.CaptureFixture[str]) -> None:
-    """`callsheet check` reads the calendars and lists our items on Google, and writes nothing."""
+    """`callsheet check` reads the calendars, proves it can write an event and a task, and leaves nothing."""
     assert main(["--config", str(gp.config), "check"]) == 0
     out = capsys.readouterr().out
     assert "[ok] source google" in out and "[ok] reminders google" in out
-    assert not [c for c in gp.fake.log if c.http_method != "GET" and c.method != "oauth.token"]
+    assert "[ok] reminders: can write events" in out and "[ok] reminders: can write tasks" in out
+    writes = [c.method for c in gp.fake.log if c.http_method != "GET" and c.method != "oauth.token"]
+    # the task list is made on the first write to it, as a pass would
+    assert sorted(writes) == sorted(
+        ["calendar.events.insert", "calendar.events.delete", "tasks.tasklists.insert", "tasks.tasks.insert",
+         "tasks.tasks.delete"]
+    )
+    assert gp.ours() == []
 
 
 def test_retries_are_logged_with_status_and_reason(
