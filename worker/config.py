@@ -82,7 +82,7 @@ class OfficeHours(_Strict):
 
 class PracticeSettings(_Strict):
     timezone: str = "UTC"
-    therapist_name: str = "your therapist"
+    therapist_name: str = ""
     callback_number: str = ""
     office_hours: OfficeHours = OfficeHours()
 

@@ -169,13 +169,20 @@ class SystemReason(StrEnum):
 NeedState = Literal["due", "upcoming", "stale"]
 
 
+def _key_part(text: str) -> str:
+    return text.replace("%", "%25").replace("|", "%7C")
+
+
 def reminder_key(client_id: str, reason: str, anchor_uid: str, anchor_rid: str) -> ReminderKey:
     """Return the deterministic reminder key of DESIGN.md.
 
     sha256 of "client|reason|uid|recurrence-id", base32hex, lower case, first 26 characters.
-    The alphabet (0-9, a-v) is valid for Google event ids.
+    The alphabet (0-9, a-v) is valid for Google event ids. A '|' or '%' inside the uid or
+    recurrence id is escaped (%7C, %25) so that two different anchors can never spell the
+    same text; ordinary uids go in unchanged.
     """
-    digest = hashlib.sha256(f"{client_id}|{reason}|{anchor_uid}|{anchor_rid}".encode()).digest()
+    uid, rid = _key_part(anchor_uid), _key_part(anchor_rid)
+    digest = hashlib.sha256(f"{client_id}|{reason}|{uid}|{rid}".encode()).digest()
     return ReminderKey(base64.b32hexencode(digest).decode("ascii").lower()[:26])
 
 

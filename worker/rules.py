@@ -48,18 +48,6 @@ _SEEN = frozenset({Attendance.ATTENDED, Attendance.ARRIVED})
 _WITH_CLIENT = frozenset({Attendance.IN_PROGRESS, Attendance.ARRIVED})
 
 
-def _key_part(text: str) -> str:
-    """A uid as it goes into a key: '|' (the key separator) and '%' escaped, else unchanged.
-
-    Without this, uid "x|20260302T150000Z" (a single event) and uid "x" with recurrence id
-    "20260302T150000Z" would hash the same text and share a key. Ordinary uids are unchanged,
-    so their keys are exactly DESIGN.md's formula.
-    """
-    if "|" not in text and "%" not in text:
-        return text
-    return text.replace("%", "%25").replace("|", "%7C")
-
-
 def _state(due: datetime, now: datetime, policy: Policy) -> NeedState:
     if due > now:
         return "upcoming"
@@ -80,7 +68,7 @@ def _need(
     state: NeedState | None = None,
 ) -> CallNeed:
     return CallNeed(
-        key=reminder_key(client_id, reason.value, _key_part(anchor.uid), _key_part(anchor.recurrence_id)),
+        key=reminder_key(client_id, reason.value, anchor.uid, anchor.recurrence_id),
         client_id=client_id,
         reason=reason,
         due=due,

@@ -7,6 +7,8 @@ and applies nothing.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import json
 import os
 import random
@@ -230,10 +232,20 @@ def _alternatives(
     roster: Roster,
     now: datetime,
 ) -> list[datetime]:
+    """Free times to offer the called client instead of a conflicting appointment.
+
+    `busy` is sorted by start; only the stretch the search can reach is looked at, and the
+    called appointment itself is taken out once (an exact double booking has two equal
+    intervals, and the other client's one must stay busy).
+    """
     if need.reason not in (Reason.ACQUAINTED_CONFLICT, Reason.DOUBLE_BOOKED):
         return []
-    own = Busy(need.appointment_start, need.appointment_end)
-    others = [b for b in busy if b != own]
+    reach_from = min(need.appointment_start, now) - timedelta(days=1)
+    reach_to = max(need.appointment_start, now) + settings.rules.lookahead + timedelta(days=2)
+    starts = [b.start for b in busy]
+    window = list(busy[bisect.bisect_left(starts, reach_from) : bisect.bisect_right(starts, reach_to)])
+    with contextlib.suppress(ValueError):
+        window.remove(Busy(need.appointment_start, need.appointment_end))
     client = roster.get(need.client_id)
     friends = client.acquainted_with if client else frozenset()
     keep_clear = [
@@ -245,7 +257,7 @@ def _alternatives(
         need,
         now=now,
         hours=hours_of(settings),
-        busy=others,
+        busy=window,
         keep_clear=keep_clear,
         gap=settings.rules.acquainted_gap,
         horizon=settings.rules.lookahead,
@@ -279,7 +291,7 @@ def decide(
     to_place = [
         n for n in writable if any((n.key, k) not in existing for k in kinds_for(n, settings, sink_kinds))
     ]
-    busy = state.busy(now - timedelta(days=1), now + timedelta(days=150))
+    busy = sorted(state.busy(now - timedelta(days=1), now + timedelta(days=150)), key=lambda b: (b.start, b.end))
     taken = [m.start for m in held_items if m.kind == "event" and m.status == "open" and m.start is not None]
     placed = placement.place(
         to_place, now=now, hours=hours_of(settings), busy=busy, taken=taken, length=length
