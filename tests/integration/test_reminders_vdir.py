@@ -243,3 +243,20 @@ def test_empty_sink_is_not_mass_tombstoned(practice: Practice, capsys: pytest.Ca
     shutil.rmtree(practice.root / "out")
     assert _run(practice) == 1
     assert "holds none of the" in capsys.readouterr().err
+
+
+def test_exact_double_booking_offers_only_free_times(practice: Practice) -> None:
+    """Two clients booked at the very same time: the alternatives offered never overlap the other one."""
+    practice.add(
+        "avery-thu", vevent("avery-thu", "Avery Quinn", local("2026-03-12 10:00"), created=local("2026-03-01 09:00"))
+    )
+    practice.add(
+        "cameron-thu",
+        vevent("cameron-thu", "Cameron Tate", local("2026-03-12 10:00"), created=local("2026-03-02 09:00")),
+    )
+    assert _run(practice, "2026-03-10T08:00:00-05:00") == 0
+    (path,) = [p for p in practice.events_dir.glob("*.ics") if "double-booked" in p.read_text()]
+    text = path.read_text().replace("\n ", "").replace("\\n", "\n").replace("\\;", ";")
+    assert "Call C.T. — double-booked" in text
+    offered = next(line for line in text.splitlines() if "Free times to offer" in line)
+    assert "Thursday 12 March at 09:00; Thursday 12 March at 11:00; Thursday 12 March at 11:15" in offered
