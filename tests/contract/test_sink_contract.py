@@ -81,11 +81,12 @@ class SinkContract:
         assert after.kind == "task" and after.status == "completed"
 
     def test_event_is_deleted_on_withdraw(self, sink: Sink) -> None:
-        """Withdrawing with delete removes the event."""
+        """Withdrawing with delete removes the event (a calendar that remembers deleted ids may
+        still list it, as cancelled)."""
         sink.create(reminder())
         (item,) = list(sink.managed())
         sink.withdraw(item, note="resolved", delete=True)
-        assert list(sink.managed()) == []
+        assert [i for i in sink.managed() if i.status == "open"] == []
 
     def test_delete_only_the_item(self, sink: Sink) -> None:
         """Purging one item leaves the others."""
@@ -93,7 +94,7 @@ class SinkContract:
         sink.create(reminder(anchor="b"))
         first = next(i for i in sink.managed() if i.key == reminder(anchor="a").key)
         sink.delete(first)
-        assert [i.key for i in sink.managed()] == [reminder(anchor="b").key]
+        assert [i.key for i in sink.managed() if i.status == "open"] == [reminder(anchor="b").key]
 
 
 class TestMemorySink(SinkContract):
