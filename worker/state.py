@@ -162,6 +162,13 @@ class State:
             _touch_private(path)
         conn = sqlite3.connect(path, isolation_level=None, timeout=10)
         try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                conn.close()  # before anything is written: a newer callsheet owns this file
+                raise StateError(
+                    f"state database schema {version} is newer than this callsheet ({SCHEMA_VERSION}): "
+                    "upgrade callsheet"
+                )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
