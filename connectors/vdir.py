@@ -31,24 +31,35 @@ log = structlog.get_logger()
 
 _RECURRING_HINTS = (b"RRULE", b"RDATE", b"RECURRENCE-ID")
 _DTSTART_DAY = re.compile(rb"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
-
-
-def _outside(data: bytes, window: Window) -> bool:
-    """True when a one-off object plainly starts outside the window: no need to parse it.
-
-    A cheap look at the raw DTSTART dates (one day of slack for time zones). Anything unusual
-    (no DTSTART found, a recurrence) is parsed for real.
-    """
-    days = _DTSTART_DAY.findall(data)
-    if not days:
-        return False
-    low = (window.start - timedelta(days=1)).strftime("%Y%m%d").encode()
-    high = (window.end + timedelta(days=1)).strftime("%Y%m%d").encode()
-    return all(day < low or day > high for day in days)
+# Time zone definitions carry RRULEs and DTSTARTs of their own: they say nothing about events.
+_VTIMEZONE = re.compile(rb"BEGIN:VTIMEZONE.*?END:VTIMEZONE\r?\n?", re.DOTALL)
 
 
 def _stamp(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
+
+
+def _placement(data: bytes, window: Window) -> str:
+    """Where a stored object lies, from a cheap look at its raw text (no parsing).
+
+    "recurring": it has a recurrence (re-expand it whenever the window moves);
+    "before" / "after": a one-off whose DTSTART dates all fall before / after the window (with a
+    day of slack for time zones): nothing to parse now, and "after" is read again once the
+    window reaches it; "inside": parse it.
+    """
+    events = _VTIMEZONE.sub(b"", data)
+    if any(hint in events for hint in _RECURRING_HINTS):
+        return "recurring"
+    days = _DTSTART_DAY.findall(events)
+    if not days:
+        return "inside"  # let the parser say what is wrong with it
+    low = (window.start - timedelta(days=1)).strftime("%Y%m%d").encode()
+    high = (window.end + timedelta(days=1)).strftime("%Y%m%d").encode()
+    if all(day < low for day in days):
+        return "before"
+    if all(day > high for day in days):
+        return "after"
+    return "inside"
 
 
 class VdirSource:
@@ -70,22 +81,23 @@ class VdirSource:
             )
         previous = cursor or {}
         old_files = previous.get("files", {})
-        old_recurring = set(previous.get("recurring", []) or [])  # type: ignore[call-overload]
+        assert isinstance(old_files, dict)
+        # objects to read again when the window moves: recurring ones, and one-offs ahead of it
+        old_revisit = set(previous.get("revisit", previous.get("recurring", [])) or [])  # type: ignore[call-overload]
         window_key = [window.start.isoformat(), window.end.isoformat()]
         moved = previous.get("window") != window_key
-        assert isinstance(old_files, dict)
         batch = SourceBatch()
         files: dict[str, list[int]] = {}
-        recurring: set[str] = set()
+        revisit: set[str] = set()
         for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
             if not entry.name.endswith(".ics") or not entry.is_file():
                 continue
             stamp = _stamp(entry.stat())
             files[entry.name] = stamp
             unchanged = old_files.get(entry.name) == stamp
-            if unchanged and not (moved and entry.name in old_recurring):
-                if entry.name in old_recurring:
-                    recurring.add(entry.name)
+            if unchanged and not (moved and entry.name in old_revisit):
+                if entry.name in old_revisit:
+                    revisit.add(entry.name)
                 continue
             try:
                 data = Path(entry.path).read_bytes()
@@ -94,9 +106,10 @@ class VdirSource:
                 batch.bad += 1
                 files.pop(entry.name)
                 continue
-            if any(hint in data for hint in _RECURRING_HINTS):
-                recurring.add(entry.name)
-            elif _outside(data, window):
+            where = _placement(data, window)
+            if where in ("recurring", "after"):
+                revisit.add(entry.name)
+            if where in ("before", "after"):
                 batch.changed[entry.name] = []
                 continue
             try:
@@ -113,7 +126,7 @@ class VdirSource:
                 batch.bad += 1
                 # remember the stamp: a broken file is reported once, not on every pass
         batch.removed = {name for name in old_files if name not in files}
-        batch.cursor = {"files": files, "recurring": sorted(recurring), "window": window_key}
+        batch.cursor = {"files": files, "revisit": sorted(revisit), "window": window_key}
         return batch
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -136,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - a bug must still end with one line, not a traceback
         # A traceback would show code, not data; one line is kinder to the person reading it.
-        log.error("command.crashed", error=type(exc).__name__)
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        log.error("command.crashed", error=type(exc).__name__, where=where)
         print(f"callsheet: unexpected error ({type(exc).__name__}); please report it", file=sys.stderr)
         return EXIT_FAILED
 

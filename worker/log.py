@@ -68,6 +68,7 @@ ALLOWED_KEYS = frozenset(
         "signal",
         "consecutive_failures",
         "since",
+        "where",
     }
 )
 

@@ -260,3 +260,31 @@ def test_exact_double_booking_offers_only_free_times(practice: Practice) -> None
     assert "Call C.T. — double-booked" in text
     offered = next(line for line in text.splitlines() if "Free times to offer" in line)
     assert "Thursday 12 March at 09:00; Thursday 12 March at 11:00; Thursday 12 March at 11:15" in offered
+
+
+def test_far_future_booking_is_seen_when_the_window_reaches_it(
+    practice: Practice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-off booked beyond the expansion window is read again once the window reaches it."""
+    practice.add("avery-last", vevent("avery-last", "Avery Quinn", local("2026-03-03 10:00")))
+    practice.add("avery-far", vevent("avery-far", "Avery Quinn", local("2026-10-06 10:00")))
+    assert _run(practice, "2026-03-04T09:00:00-06:00") == 0  # 216 days ahead: outside the window
+    lines = _plan(practice, capsys, "2026-04-20T09:00:00-05:00")  # the window now reaches October
+    assert [(x["client"], x["reason"]) for x in lines] == []  # booked: no not_rebooked call
+
+
+def test_time_zone_blocks_do_not_make_a_file_recurring(practice: Practice) -> None:
+    """A one-off carrying a VTIMEZONE (with its own RRULEs) is not re-parsed when the window moves."""
+    from connectors.vdir import _placement
+    from worker.model import Window
+
+    tzblock = (
+        "BEGIN:VTIMEZONE\r\nTZID:America/Chicago\r\nBEGIN:STANDARD\r\nDTSTART:19701101T020000\r\n"
+        "RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=1SU\r\nTZOFFSETFROM:-0500\r\nTZOFFSETTO:-0600\r\n"
+        "END:STANDARD\r\nEND:VTIMEZONE\r\n"
+    )
+    one_off = vevent("x", "Avery Quinn", local("2026-03-03 10:00"))
+    data = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n" + tzblock + one_off + "\r\nEND:VCALENDAR\r\n").encode()
+    window = Window(local("2025-01-01 00:00"), local("2026-09-01 00:00"))
+    assert _placement(data, window) == "inside"
+    assert _placement(data, Window(local("2026-06-01 00:00"), local("2027-01-01 00:00"))) == "before"

@@ -1,0 +1,27 @@
+"""Every key the code logs is on the allow-list (else it would be silently dropped)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from worker.log import ALLOWED_KEYS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_logged_keys_are_allowed() -> None:
+    """Each keyword of each log call in worker/ and connectors/ is an allowed key."""
+    used: set[tuple[str, str]] = set()
+    for path in [*ROOT.joinpath("worker").glob("*.py"), *ROOT.joinpath("connectors").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in {"debug", "info", "warning", "error"}
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "log"
+            ):
+                used |= {(path.name, kw.arg) for kw in node.keywords if kw.arg}
+    assert len(used) > 20  # the scan found the log calls
+    assert {key for _, key in used} - ALLOWED_KEYS == set()
