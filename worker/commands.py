@@ -248,6 +248,14 @@ def _probe(sink: Sink, kind: ItemKind, now: datetime) -> None:
             sink.delete(item)
 
 
+def _describe(connector: object) -> None:
+    """Print what a connector can tell about its calendars (CalDAV lists every collection)."""
+    describe = getattr(connector, "describe", None)
+    if describe is not None:
+        for line in describe():
+            print(f"     {line}")
+
+
 def _checklist(settings: Settings) -> int:
     """Every check in turn, each with the fix when it fails; exit 1 when any failed."""
     failures = 0
@@ -285,6 +293,7 @@ def _checklist(settings: Settings) -> int:
     try:
         source = open_source(settings, settings.source)
         try:
+            _describe(source)
             batch = source.read(runner.window_for(settings, now), None)
             events = sum(len(v) for v in batch.changed.values())
             report(
@@ -302,6 +311,7 @@ def _checklist(settings: Settings) -> int:
     try:
         sink = open_sink(settings, settings.reminders)
         try:
+            _describe(sink)
             count = sum(1 for _ in sink.managed())
             kinds = sorted(sink.kinds())
             report(

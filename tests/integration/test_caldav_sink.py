@@ -307,3 +307,19 @@ def test_https_wrong_password_exits_3(
     assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 3
     err = capsys.readouterr().err
     assert "authorisation needed" in err and "not-the-password" not in err
+
+
+def test_check_lists_the_calendars_and_proves_writes(
+    dav_server: DavServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`callsheet check` on CalDAV names each calendar, says the tasks one takes VTODO, and writes a probe of each kind."""
+    source = dav_server.make_collection()
+    events, tasks = dav_server.make_collection(), dav_server.make_collection(components=("VTODO",))
+    config = _practice(tmp_path, events.url, tasks.url, source=source.url).config
+    capsys.readouterr()
+    assert main(["--config", str(config), "check"]) == 0
+    out = capsys.readouterr().out
+    assert f"source calendar {source.url}" in out
+    assert f"tasks calendar {tasks.url}" in out and "accepts tasks (VTODO)" in out
+    assert "[ok] reminders: can write events" in out and "[ok] reminders: can write tasks" in out
+    assert "all checks passed" in out
