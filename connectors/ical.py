@@ -79,7 +79,8 @@ def _attendees(component: icalendar.cal.Component) -> tuple[Attendee, ...]:
 
 def _categories(component: icalendar.cal.Component) -> tuple[str, ...]:
     try:
-        return tuple(str(c) for c in component.categories)
+        # icalendar 7's Event/Todo unescape CATEGORIES ("a\\,b" stays one category)
+        return tuple(str(c) for c in getattr(component, "categories", ()))
     except (AttributeError, ValueError, TypeError):
         return ()
 
@@ -153,7 +154,7 @@ def parse_calendar(
         masters = _series_uids(calendar, item)
     except DataError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a broken property of any kind skips the object
+    except Exception as exc:
         raise DataError(f"unreadable event properties ({type(exc).__name__})", item=item) from exc
     try:
         query = recurring_ical_events.of(calendar, skip_bad_series=False)

@@ -201,7 +201,7 @@ def main() -> None:
         window = window_for(settings, now)
         url = f"http://127.0.0.1:{port}/{USER}/practice/"
         client = DAVClient(url=url, timeout=600)
-        calendar = client.calendar(url=url)
+        calendar = client.calendar(url=url)  # type: ignore[no-untyped-call]
 
         def fetch_all() -> int:
             hrefs = [o.url for o in calendar.get_objects_by_sync_token(load_objects=False)]

@@ -32,11 +32,11 @@ import recurring_ical_events
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from generate_practice import TZ_NAME, write  # noqa: E402
+from generate_practice import TZ_NAME, write
 
-from worker import log  # noqa: E402
-from worker.config import load_settings  # noqa: E402
-from worker.runner import run_pass  # noqa: E402
+from worker import log
+from worker.config import load_settings
+from worker.runner import run_pass
 
 
 def naive_floor(calendar: Path, start: datetime, end: datetime) -> int:
@@ -67,8 +67,13 @@ def _child_peak(config: Path, now: str) -> float:
         f"run_pass(load_settings(Path({str(config)!r})), datetime.fromisoformat({now!r}))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB on Linux
 
 

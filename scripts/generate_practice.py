@@ -26,10 +26,48 @@ from zoneinfo import ZoneInfo
 
 TZ_NAME = "America/Chicago"
 TZ = ZoneInfo(TZ_NAME)
-FIRST = ["Avery", "Blake", "Casey", "Devon", "Emery", "Finley", "Gray", "Harper", "Indy", "Jules",
-         "Kai", "Logan", "Morgan", "Noel", "Oakley", "Parker", "Quinn", "Reese", "Sage", "Tatum"]
-LAST = ["Abbott", "Barros", "Castillo", "Dunn", "Ekwueme", "Fischer", "Gallo", "Haddad", "Ivers",
-        "Jansen", "Kowalski", "Lindgren", "Mbeki", "Nakamura", "Ortega", "Price", "Quist", "Rahman"]
+FIRST = [
+    "Avery",
+    "Blake",
+    "Casey",
+    "Devon",
+    "Emery",
+    "Finley",
+    "Gray",
+    "Harper",
+    "Indy",
+    "Jules",
+    "Kai",
+    "Logan",
+    "Morgan",
+    "Noel",
+    "Oakley",
+    "Parker",
+    "Quinn",
+    "Reese",
+    "Sage",
+    "Tatum",
+]
+LAST = [
+    "Abbott",
+    "Barros",
+    "Castillo",
+    "Dunn",
+    "Ekwueme",
+    "Fischer",
+    "Gallo",
+    "Haddad",
+    "Ivers",
+    "Jansen",
+    "Kowalski",
+    "Lindgren",
+    "Mbeki",
+    "Nakamura",
+    "Ortega",
+    "Price",
+    "Quist",
+    "Rahman",
+]
 SLOTS = [time(h) for h in (9, 10, 11, 13, 14, 15, 16)]
 
 
@@ -49,7 +87,9 @@ def _fmt(moment: datetime) -> str:
     return moment.astimezone(TZ).strftime("%Y%m%dT%H%M%S")
 
 
-def _event(uid: str, summary: str, start: datetime, minutes: int, extra: list[str] | None = None) -> list[str]:
+def _event(
+    uid: str, summary: str, start: datetime, minutes: int, extra: list[str] | None = None
+) -> list[str]:
     return [
         "BEGIN:VEVENT",
         f"UID:{uid}",
@@ -117,17 +157,34 @@ def generate(years: int, caseload: int, seed: int, today: date) -> tuple[list[Cl
             rule = f"FREQ=WEEKLY;INTERVAL={client.every};COUNT={len(sessions)}"
             exdate = sessions[len(sessions) // 3] if len(sessions) > 3 else None
             master = _event(
-                f"{client.id}-series", client.name, sessions[0], 50,
+                f"{client.id}-series",
+                client.name,
+                sessions[0],
+                50,
                 [f"RRULE:{rule}"] + ([f"EXDATE;TZID={TZ_NAME}:{_fmt(exdate)}"] if exdate else []),
             )
             overrides = []
             if len(sessions) > 5:
                 moved = sessions[len(sessions) // 2]
-                overrides.append(_event(f"{client.id}-series", client.name, moved + timedelta(hours=1), 50,
-                                        [f"RECURRENCE-ID;TZID={TZ_NAME}:{_fmt(moved)}"]))
+                overrides.append(
+                    _event(
+                        f"{client.id}-series",
+                        client.name,
+                        moved + timedelta(hours=1),
+                        50,
+                        [f"RECURRENCE-ID;TZID={TZ_NAME}:{_fmt(moved)}"],
+                    )
+                )
                 gone = sessions[len(sessions) // 2 + 1]
-                overrides.append(_event(f"{client.id}-series", client.name, gone, 50,
-                                        [f"RECURRENCE-ID;TZID={TZ_NAME}:{_fmt(gone)}", "STATUS:CANCELLED"]))
+                overrides.append(
+                    _event(
+                        f"{client.id}-series",
+                        client.name,
+                        gone,
+                        50,
+                        [f"RECURRENCE-ID;TZID={TZ_NAME}:{_fmt(gone)}", "STATUS:CANCELLED"],
+                    )
+                )
             files[f"{client.id}-series.ics"] = _calendar(master, *overrides)
             continue
         for k, start in enumerate(sessions):
@@ -140,14 +197,24 @@ def generate(years: int, caseload: int, seed: int, today: date) -> tuple[list[Cl
                 extra.append(f"LAST-MODIFIED:{lm.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}")
             elif roll < 0.11 and start.date() < today:
                 summary = f"{client.name} no show"
-            files[f"{client.id}-{k:04d}.ics"] = _calendar(_event(f"{client.id}-{k:04d}", summary, start, 50, extra))
+            files[f"{client.id}-{k:04d}.ics"] = _calendar(
+                _event(f"{client.id}-{k:04d}", summary, start, 50, extra)
+            )
     personal = begin
     k = 0
     while personal <= horizon:
         if rng.random() < 0.85:
             start = datetime.combine(personal, time(rng.choice((8, 12, 17))), TZ)
-            files[f"personal-{k:05d}.ics"] = _calendar(_event(f"personal-{k:05d}", rng.choice(
-                ["Supervision", "Dentist", "Lunch with a colleague", "Training", "Admin block"]), start, 60))
+            files[f"personal-{k:05d}.ics"] = _calendar(
+                _event(
+                    f"personal-{k:05d}",
+                    rng.choice(
+                        ["Supervision", "Dentist", "Lunch with a colleague", "Training", "Admin block"]
+                    ),
+                    start,
+                    60,
+                )
+            )
             k += 1
         personal += timedelta(days=1)
     return clients, files
@@ -157,8 +224,16 @@ def _roster(clients: list[Client], today: date) -> str:
     out = []
     for c in clients:
         status = "discharged" if c.end < today - timedelta(days=200) else "active"
-        out += ["[[clients]]", f'id = "{c.id}"', f'name = "{c.name}"', 'phone = "+1 555 0100"',
-                "consent_to_call = true", "voicemail_ok = true", f'status = "{status}"', ""]
+        out += [
+            "[[clients]]",
+            f'id = "{c.id}"',
+            f'name = "{c.name}"',
+            'phone = "+1 555 0100"',
+            "consent_to_call = true",
+            "voicemail_ok = true",
+            f'status = "{status}"',
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -202,7 +277,9 @@ def write_radicale(storage: Path, calendar: Path, user: str = "therapist", name:
     target.mkdir(parents=True, exist_ok=True)
     (storage / "collection-root" / user / ".Radicale.props").write_text("{}", encoding="utf-8")
     (target / ".Radicale.props").write_text(
-        json.dumps({"tag": "VCALENDAR", "D:displayname": name, "C:supported-calendar-component-set": "VEVENT"}),
+        json.dumps(
+            {"tag": "VCALENDAR", "D:displayname": name, "C:supported-calendar-component-set": "VEVENT"}
+        ),
         encoding="utf-8",
     )
     for path in calendar.glob("*.ics"):

@@ -270,7 +270,7 @@ def _checklist(settings: Settings) -> int:
     report(
         True, f"config {settings.path} and roster {settings.roster_path} ({len(settings.clients)} clients)"
     )
-    files = [settings.roster_path]
+    files: list[Path | None] = [settings.roster_path]
     for section in (settings.source, settings.reminders):
         files += [section.password_file, section.token_file]
     for path in dict.fromkeys(files):

@@ -291,7 +291,9 @@ def decide(
     to_place = [
         n for n in writable if any((n.key, k) not in existing for k in kinds_for(n, settings, sink_kinds))
     ]
-    busy = sorted(state.busy(now - timedelta(days=1), now + timedelta(days=150)), key=lambda b: (b.start, b.end))
+    busy = sorted(
+        state.busy(now - timedelta(days=1), now + timedelta(days=150)), key=lambda b: (b.start, b.end)
+    )
     taken = [m.start for m in held_items if m.kind == "event" and m.status == "open" and m.start is not None]
     placed = placement.place(
         to_place, now=now, hours=hours_of(settings), busy=busy, taken=taken, length=length

@@ -19,7 +19,13 @@ from worker.runner import run_pass
 NOW = local("2026-03-11 12:00")
 GOOD = vcalendar(vevent("good-missed", "Avery Quinn no show", local("2026-03-09 10:00"))).encode()
 BASE = vcalendar(
-    vevent("victim", "Blake Rowe", local("2026-03-04 10:00"), rrule="FREQ=WEEKLY;COUNT=4", description="line one\nline two")
+    vevent(
+        "victim",
+        "Blake Rowe",
+        local("2026-03-04 10:00"),
+        rrule="FREQ=WEEKLY;COUNT=4",
+        description="line one\nline two",
+    )
 ).encode()
 
 HOSTILE_LINES = [
@@ -67,15 +73,21 @@ def _mutate(data: bytes, steps: list[tuple[str, int, bytes]]) -> bytes:
         elif op == "delete" and len(lines) > 1:
             del lines[at]
         elif op == "truncate":
-            return b"\r\n".join(lines)[: at]
+            return b"\r\n".join(lines)[:at]
         elif op == "garbage":
             lines.insert(at, payload)
     return b"\r\n".join(lines)
 
 
-@settings(max_examples=60, deadline=timedelta(seconds=20), suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=timedelta(seconds=20),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.lists(mutation, min_size=1, max_size=4))
-def test_mutated_objects_never_break_a_pass(tmp_path_factory: object, steps: list[tuple[str, int, bytes]]) -> None:
+def test_mutated_objects_never_break_a_pass(
+    tmp_path_factory: object, steps: list[tuple[str, int, bytes]]
+) -> None:
     """Whatever the damage to one object, the pass finishes, the good object's call is found, and a
     skipped object is named in a warning."""
     root = tmp_path_factory.mktemp("fuzz")  # type: ignore[attr-defined]
@@ -99,7 +111,9 @@ def test_each_hostile_line_alone(tmp_path: Path) -> None:
     (practice.calendar / "good.ics").write_bytes(GOOD)
     for n, line in enumerate(HOSTILE_LINES):
         (practice.calendar / f"hostile-{n:02d}.ics").write_bytes(_mutate(BASE, [("insert", 5, line)]))
-    (practice.calendar / "latin1.ics").write_bytes(GOOD.replace(b"Avery Quinn", "Avery Quinn é".encode("latin-1")).replace(b"good-missed", b"latin"))
+    (practice.calendar / "latin1.ics").write_bytes(
+        GOOD.replace(b"Avery Quinn", "Avery Quinn é".encode("latin-1")).replace(b"good-missed", b"latin")
+    )
     stream = io.StringIO()
     logsetup.configure("info", stream=stream, json=True)
     outcome = run_pass(load_settings(practice.config), NOW, dry_run=True)

@@ -232,8 +232,13 @@ def test_check_reaches_both_google_apis(gp: GooglePractice, capsys: pytest.Captu
     writes = [c.method for c in gp.fake.log if c.http_method != "GET" and c.method != "oauth.token"]
     # the task list is made on the first write to it, as a pass would
     assert sorted(writes) == sorted(
-        ["calendar.events.insert", "calendar.events.delete", "tasks.tasklists.insert", "tasks.tasks.insert",
-         "tasks.tasks.delete"]
+        [
+            "calendar.events.insert",
+            "calendar.events.delete",
+            "tasks.tasklists.insert",
+            "tasks.tasks.insert",
+            "tasks.tasks.delete",
+        ]
     )
     assert gp.ours() == []
 
@@ -258,7 +263,9 @@ def test_a_config_without_token_file_is_a_config_error(
     """No token_file in the config is exit 2 (fix the config), not exit 3."""
     gp = google_practice(fake, tmp_path / "google")
     lines = gp.config.read_text(encoding="utf-8").splitlines()
-    gp.config.write_text("\n".join(ln for ln in lines if not ln.startswith("token_file")) + "\n", encoding="utf-8")
+    gp.config.write_text(
+        "\n".join(ln for ln in lines if not ln.startswith("token_file")) + "\n", encoding="utf-8"
+    )
     assert _run(gp) == 2
     assert "needs token_file" in capsys.readouterr().err
     assert fake.log == []

@@ -208,7 +208,10 @@ def test_check_lists_every_check_and_the_fix(practice: Practice, capsys: pytest.
     (practice.root / "clients.toml").chmod(0o644)
     assert main(["--config", str(practice.config), "check"]) == 1
     out = capsys.readouterr().out
-    assert "is readable by others (mode 644)" in out and f"fix: chmod 600 {practice.root / 'clients.toml'}" in out
+    assert (
+        "is readable by others (mode 644)" in out
+        and f"fix: chmod 600 {practice.root / 'clients.toml'}" in out
+    )
     practice.calendar.rename(practice.root / "gone")
     assert main(["--config", str(practice.config), "check"]) == 1
     assert "source vdir: the source folder" in capsys.readouterr().out

@@ -248,7 +248,8 @@ def test_empty_sink_is_not_mass_tombstoned(practice: Practice, capsys: pytest.Ca
 def test_exact_double_booking_offers_only_free_times(practice: Practice) -> None:
     """Two clients booked at the very same time: the alternatives offered never overlap the other one."""
     practice.add(
-        "avery-thu", vevent("avery-thu", "Avery Quinn", local("2026-03-12 10:00"), created=local("2026-03-01 09:00"))
+        "avery-thu",
+        vevent("avery-thu", "Avery Quinn", local("2026-03-12 10:00"), created=local("2026-03-01 09:00")),
     )
     practice.add(
         "cameron-thu",
