@@ -28,7 +28,8 @@ test: dev
 	$(BIN)/python -m pytest -q
 
 lint: dev
-	$(BIN)/ruff check worker connectors scripts tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 bench: install

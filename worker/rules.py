@@ -42,7 +42,6 @@ class Policy:
     late_upcoming: timedelta = timedelta(days=1)
 
 
-_ORDER = {reason: n for n, reason in enumerate(Reason)}
 _CANCELLED = frozenset({Attendance.CANCELLED, Attendance.LATE_CANCEL})
 _SEEN = frozenset({Attendance.ATTENDED, Attendance.ARRIVED})
 _WITH_CLIENT = frozenset({Attendance.IN_PROGRESS, Attendance.ARRIVED})
@@ -277,4 +276,4 @@ def needs(
         out += lapsed_needs(client, appts, now, policy)
     out += conflict_needs(clients, [a for appts in by_client.values() for a in appts], now, policy)
     unique = {n.key: n for n in out}
-    return sorted(unique.values(), key=lambda n: (n.due, n.client_id, _ORDER[n.reason], n.key))
+    return sorted(unique.values(), key=lambda n: (n.due, n.client_id, n.reason.value, n.key))
