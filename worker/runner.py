@@ -333,11 +333,17 @@ def decide(
     )
 
 
-def apply(plan: Plan, sink: Sink, state: State) -> Counter[str]:
+def apply(
+    plan: Plan, sink: Sink, state: State, *, should_stop: Callable[[], bool] = lambda: False
+) -> Counter[str]:
     """Carry out the plan's actions, recording each in state as soon as it is done."""
     done: Counter[str] = Counter()
     now = plan.now
     for action in plan.actions:
+        if should_stop():
+            # SIGTERM: every action so far is recorded; the rest is planned again next pass
+            log.info("pass.abandoned", count=len(plan.actions) - sum(done.values()))
+            break
         try:
             match action:
                 case Create(reminder=r):
@@ -424,6 +430,7 @@ def run_pass(
     include_stale: bool = False,
     on_phase: Callable[[str], None] | None = None,
     sink: Sink | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> PassOutcome:
     """One pass. With `dry_run` the state is an in-memory copy and nothing is written.
 
@@ -450,6 +457,7 @@ def run_pass(
                 started=started,
                 on_phase=on_phase,
                 sink=sink,
+                should_stop=should_stop,
             )
         with run_lock(settings.state_dir):
             state = State.open(settings.state_dir)
@@ -464,6 +472,7 @@ def run_pass(
                 started=started,
                 on_phase=on_phase,
                 sink=sink,
+                should_stop=should_stop,
             )
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
@@ -479,6 +488,7 @@ def _pass(
     started: float,
     on_phase: Callable[[str], None] | None,
     sink: Sink | None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> PassOutcome:
     roster = Roster.of(settings.clients)
     source = open_source(settings, settings.source)
@@ -508,7 +518,7 @@ def _pass(
             sweep = getattr(sink, "sweep", None)
             if sweep is not None:
                 sweep()
-            done = apply(plan, sink, state)
+            done = apply(plan, sink, state, should_stop=should_stop)
             for alert in plan.alerts:  # healthy again: the "needs attention" reminder goes
                 sink.delete(alert)
                 done["alerts_cleared"] += 1
@@ -688,7 +698,7 @@ def loop(
     while not stop.event.is_set():
         now = clock()
         try:
-            outcome = run_pass(settings, now, include_stale=include_stale)
+            outcome = run_pass(settings, now, include_stale=include_stale, should_stop=stop.event.is_set)
             write_health(settings.state_dir, now=now, outcome="ok", counts=dict(outcome.counts))
         except LockedError:
             log.info("pass.skipped", reason="locked")

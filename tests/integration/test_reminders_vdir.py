@@ -289,3 +289,17 @@ def test_time_zone_blocks_do_not_make_a_file_recurring(practice: Practice) -> No
     window = Window(local("2025-01-01 00:00"), local("2026-09-01 00:00"))
     assert _placement(data, window) == "inside"
     assert _placement(data, Window(local("2026-06-01 00:00"), local("2027-01-01 00:00"))) == "before"
+
+
+def test_stopping_mid_pass_keeps_state_consistent(practice: Practice) -> None:
+    """A pass told to stop after two writes records exactly those two; the next pass does the rest."""
+    _setup(practice)
+    settings = load_settings(practice.config)
+    sink = MemorySink()
+    calls = iter([False, False, True])
+    outcome = run_pass(settings, local("2026-03-11 08:00"), sink=sink, should_stop=lambda: next(calls, True))
+    assert outcome.counts["created"] == 2 and len(sink.items) == 2
+    db = sqlite3.connect(settings.state_dir / "state.db")
+    assert db.execute("SELECT count(*) FROM reminders WHERE status = 'open'").fetchone()[0] == 2
+    again = run_pass(settings, local("2026-03-11 08:05"), sink=sink)
+    assert again.counts["created"] == 2 and len(sink.items) == 4
