@@ -16,9 +16,9 @@ Sink: one object per reminder, `<collection>/callsheet-<key>.ics`; created with
 `If-Match: <etag>` (a 412 is a ConflictError: the therapist's edit is never overwritten).
 
 Errors are mapped to worker.errors here and nowhere else; transient ones (connection errors,
-timeouts, 5xx, 429) are retried with tenacity within a budget well below the pass interval.
-Messages and log lines name collections by URL (never with credentials), objects by href, and
-never carry event text.
+timeouts, answers cut off, 5xx, 429) are retried with tenacity within a budget well below the
+pass interval. Messages and log lines name collections by URL (never with credentials), objects
+by href, and never carry event text.
 """
 
 from __future__ import annotations
@@ -278,7 +278,11 @@ class _Dav:
                 source=self.name,
                 operation=operation,
             ) from exc
-        except (niquests.exceptions.ConnectionError, niquests.exceptions.Timeout) as exc:
+        except (
+            niquests.exceptions.ConnectionError,
+            niquests.exceptions.Timeout,
+            niquests.exceptions.ChunkedEncodingError,  # the connection broke off mid-answer
+        ) as exc:
             raise TransientError(
                 f"{where}: {_network_problem(exc)}", source=self.name, operation=operation
             ) from exc
@@ -318,6 +322,8 @@ class _Dav:
 def _network_problem(exc: BaseException) -> str:
     if isinstance(exc, niquests.exceptions.Timeout):
         return "no answer within the timeout"
+    if isinstance(exc, niquests.exceptions.ChunkedEncodingError):
+        return "the answer broke off before its end"
     return "cannot connect to the server"
 
 

@@ -18,6 +18,7 @@ No batch requests (they would not follow `api_endpoint`).
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import time
@@ -302,7 +303,12 @@ class GoogleApi:
             ) from exc
         except google.auth.exceptions.RefreshError as exc:
             raise self.keeper.translate(exc) from None
-        except (google.auth.exceptions.TransportError, httplib2.HttpLib2Error, OSError) as exc:
+        except (
+            google.auth.exceptions.TransportError,
+            httplib2.HttpLib2Error,
+            http.client.HTTPException,  # IncompleteRead: the answer broke off before its end
+            OSError,
+        ) as exc:
             self._drop_connections()
             raise TransientError(
                 f"Google could not be reached during {operation} ({type(exc).__name__})",

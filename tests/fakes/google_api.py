@@ -100,6 +100,9 @@ class ApiError(Exception):
         }
 
 
+_TRUNCATE = "x-fake-truncate"  # an internal marker between handle() and the HTTP handler
+
+
 @dataclass
 class Fault:
     """An injected failure: the next `times` matching requests answer `status` (or are slow)."""
@@ -111,6 +114,7 @@ class Fault:
     delay: float = 0.0  # seconds to wait before answering (longer than the client timeout: a timeout)
     retry_after: float | None = None
     apply: bool = False  # a slow answer: carry the request out anyway (it "went through")
+    truncate: bool = False  # answer with the full Content-Length, send half the body, hang up
 
 
 @dataclass
@@ -561,6 +565,12 @@ class FakeGoogle:
                 time.sleep(fault.delay)
                 return status, extra, data
             time.sleep(fault.delay)
+        if fault is not None and fault.truncate:
+            status, extra, data = self._dispatch(
+                route, params, http_method, parts.path, query, headers, body, payload
+            )
+            call.status = status
+            return status, {**extra, _TRUNCATE: "1"}, data
         if fault is not None and fault.status:
             error = ApiError(fault.status, fault.reason, "Injected failure")
             if fault.retry_after is not None:
@@ -1183,12 +1193,18 @@ def _handler(fake: FakeGoogle) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, data = fake.handle(self.command, self.path, headers, body)
+            cut = extra.pop(_TRUNCATE, None) is not None
             try:
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if cut:
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 if data:
                     self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):

@@ -4,7 +4,8 @@ Each server listens on 127.0.0.1 on a free port, keeps its data in a temp folder
 stopped by its own process id. `dav_server` is one server per kind for the whole session
 (parametrised, so a test using it runs on both); `dav_server_factory` starts private ones
 for tests that stop, restart or put a proxy in front of a server. `fault_proxy` is a small
-HTTP proxy that can answer 500s or hold responses back, for the fault tests.
+HTTP proxy that can answer 500s or hold responses back, and (per request, for the chaos test)
+drop connections or cut bodies, for the fault tests.
 
 Only DAV-server fixtures belong here; other integration tests keep their own fixtures.
 """
@@ -366,6 +367,17 @@ class Faults:
     delay_methods: frozenset[str] = frozenset()  # only for these methods (empty: all)
     seen: list[str] = field(default_factory=list)  # "METHOD path" of every request
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Per-request faults: choose(method, path) names one of CHAOS_KINDS, or "" to pass it on.
+    choose: Callable[[str, str], str] | None = None
+    slow_by: float = 0.0  # how long a "slow" answer is held back
+    injected: list[str] = field(default_factory=list)  # the chosen kind of every injected fault
+
+
+# What `Faults.choose` may answer: the connection closes before the request reaches the server
+# ("drop") or after the server handled it ("drop_after"); an HTTP 500 instead of forwarding; the
+# answer held back `slow_by` seconds ("slow"); half the body with a matching Content-Length
+# ("truncate"); half the body, the full Content-Length, then the connection closes ("cut").
+CHAOS_KINDS = ("drop", "drop_after", "500", "slow", "truncate", "cut")
 
 
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):
@@ -384,9 +396,15 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             fail = faults.fail_count > 0 and (not faults.fail_methods or self.command in faults.fail_methods)
             if fail:
                 faults.fail_count -= 1
-        if fail:
+            chaos = "" if fail or faults.choose is None else faults.choose(self.command, self.path)
+            if chaos:
+                faults.injected.append(chaos)
+        if chaos == "drop":
+            self.close_connection = True
+            return
+        if fail or chaos == "500":
             payload = b"injected failure"
-            self.send_response(faults.fail_status)
+            self.send_response(faults.fail_status if fail else 500)
             for name, value in faults.fail_headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
@@ -406,17 +424,28 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return
         finally:
             upstream.close()
+        if chaos == "drop_after":
+            self.close_connection = True
+            return
         if faults.delay and (not faults.delay_methods or self.command in faults.delay_methods):
             time.sleep(faults.delay)
+        if chaos == "slow":
+            time.sleep(faults.slow_by)
+        declared = len(data)
+        if chaos in ("truncate", "cut"):
+            data = data[: len(data) // 2]
+            declared = len(data) if chaos == "truncate" else declared
         try:
             self.send_response(status, reason)
             for name, value in out_headers:
                 if name.lower() not in ("transfer-encoding", "connection", "content-length"):
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(declared))
             self.end_headers()
             self.wfile.write(data)
         except OSError:
+            self.close_connection = True
+        if chaos == "cut":
             self.close_connection = True
 
     def handle_one_request(self) -> None:
@@ -467,6 +496,7 @@ class FaultProxy:
             self.faults.fail_headers = {}
             self.faults.delay = 0.0
             self.faults.delay_methods = frozenset()
+            self.faults.choose = None
 
 
 @pytest.fixture

@@ -77,6 +77,15 @@ def test_rate_limits_server_errors_and_timeouts_are_retried_and_the_pass_succeed
     assert all(f.times == 0 for f in fake.faults)
 
 
+def test_an_answer_cut_off_is_retried(gp: GooglePractice) -> None:
+    """An answer that breaks off before its announced length is retried like a dropped connection."""
+    gp.fake.inject("calendar.events.list", status=0, truncate=True)
+    gp.fake.inject("tasks.tasklists.list", status=0, truncate=True)
+    assert _run(gp) == 0
+    assert len(gp.ours()) == 3 and len(gp.tasks()) == 3
+    assert all(f.times == 0 for f in gp.fake.faults)
+
+
 def test_quota_exceeded_ends_the_pass_without_retrying(
     gp: GooglePractice, capsys: pytest.CaptureFixture[str]
 ) -> None:
