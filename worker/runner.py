@@ -333,6 +333,24 @@ def decide(
     )
 
 
+def _record_open(
+    state: State, r: Reminder, now: datetime, *, ref: str, etag: str, payload: str, start: datetime | None
+) -> None:
+    """State now knows this item as ours and open, with what it holds."""
+    state.save_record(
+        r.key,
+        r.kind,
+        status="open",
+        now=now,
+        ref=ref,
+        etag=etag,
+        payload_hash=payload,
+        start=start,
+        client_id=r.client_id,
+        reason=r.reason.value,
+    )
+
+
 def apply(
     plan: Plan, sink: Sink, state: State, *, should_stop: Callable[[], bool] = lambda: False
 ) -> Counter[str]:
@@ -352,49 +370,40 @@ def apply(
                         state.save_record(r.key, r.kind, status="tombstone", now=now, note="deleted earlier")
                         done["tombstoned"] += 1
                         continue
-                    state.save_record(
-                        r.key,
-                        r.kind,
-                        status="open",
-                        now=now,
+                    _record_open(
+                        state,
+                        r,
+                        now,
                         ref=receipt.ref,
                         etag=receipt.etag,
-                        payload_hash=r.payload_hash,
+                        payload=r.payload_hash,
                         start=r.start,
-                        client_id=r.client_id,
-                        reason=r.reason.value,
                     )
                     done["created"] += 1
                     log.debug(
                         "reminder.created", key=r.key, kind=r.kind, reason=r.reason.value, client=r.client_id
                     )
                 case Adopt(reminder=r, item=item):
-                    state.save_record(
-                        r.key,
-                        r.kind,
-                        status="open",
-                        now=now,
+                    _record_open(
+                        state,
+                        r,
+                        now,
                         ref=item.ref,
                         etag=item.etag,
-                        payload_hash=item.payload_hash,
+                        payload=item.payload_hash,
                         start=item.start,
-                        client_id=r.client_id,
-                        reason=r.reason.value,
                     )
                     done["adopted"] += 1
                 case Update(reminder=r, item=item):
                     receipt = sink.update(r, item)
-                    state.save_record(
-                        r.key,
-                        r.kind,
-                        status="open",
-                        now=now,
+                    _record_open(
+                        state,
+                        r,
+                        now,
                         ref=receipt.ref or item.ref,
                         etag=receipt.etag,
-                        payload_hash=r.payload_hash,
+                        payload=r.payload_hash,
                         start=item.start,
-                        client_id=r.client_id,
-                        reason=r.reason.value,
                     )
                     done["updated"] += 1
                 case Withdraw(key=key, kind=kind, item=item, note=note, delete=delete):
