@@ -284,11 +284,17 @@ class State:
                        ON CONFLICT (source, id) DO UPDATE SET item = excluded.item,
                            client_id = excluded.client_id, start = excluded.start, end = excluded.end,
                            cancelled = excluded.cancelled,
-                           cancelled_at = CASE WHEN occurrences.cancelled = 1
-                                                AND excluded.cancelled = 1
-                                                AND occurrences.cancelled_at IS NOT NULL
-                                               THEN occurrences.cancelled_at
-                                               ELSE excluded.cancelled_at END,
+                           cancelled_at = CASE
+                               WHEN excluded.cancelled = 1 AND occurrences.cancelled = 1
+                                    AND occurrences.cancelled_at IS NOT NULL
+                                   THEN occurrences.cancelled_at
+                               -- booked when we last looked, cancelled now, and the event does
+                               -- not say when (no LAST-MODIFIED: the start stands in): we
+                               -- noticed it now, which is closer to the truth than its start
+                               WHEN excluded.cancelled = 1 AND occurrences.cancelled = 0
+                                    AND excluded.cancelled_at = excluded.start
+                                   THEN ?15
+                               ELSE excluded.cancelled_at END,
                            no_show = excluded.no_show, arrived = excluded.arrived,
                            busy = excluded.busy, created = excluded.created, vanished_at = NULL""",
                     [
@@ -307,6 +313,7 @@ class State:
                             int(o.observation.arrived),
                             int(o.busy),
                             _iso(o.observation.created),
+                            _iso(now),
                         )
                         for o in occurrences
                     ],

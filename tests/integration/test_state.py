@@ -74,3 +74,26 @@ def test_history_outlives_the_calendar(practice: Practice, capsys: pytest.Captur
     practice.remove("avery-old")  # an archive job removed it; it had already happened
     lines = _plan(practice, "2026-01-14T12:00:00-06:00", capsys)
     assert [(x["client"], x["reason"], x["state"]) for x in lines] == [("c001", "not_rebooked", "due")]
+
+
+def test_cancellation_without_a_time_dates_from_when_it_was_noticed(
+    practice: Practice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A booked appointment later marked cancelled without LAST-MODIFIED counts as cancelled when noticed."""
+    practice.add("avery-last", vevent("avery-last", "Avery Quinn", local("2026-03-03 10:00")))
+    practice.add("avery-next", vevent("avery-next", "Avery Quinn", local("2026-03-20 10:00")))
+    assert (
+        main(["--config", str(practice.config), "run", "--once", "--now", "2026-03-11T12:00:00-05:00"]) == 0
+    )
+    practice.add(
+        "avery-next", vevent("avery-next", "Avery Quinn", local("2026-03-20 10:00"), status="CANCELLED")
+    )
+    assert (
+        main(["--config", str(practice.config), "run", "--once", "--now", "2026-03-12T09:00:00-05:00"]) == 0
+    )
+    (need,) = [x for x in _plan(practice, "2026-03-15T10:00:00-05:00", capsys) if x["client"] == "c001"]
+    assert (need["reason"], need["state"], need["due"]) == (
+        "cancelled_not_rebooked",
+        "due",
+        "2026-03-14T09:00:00-05:00",
+    )
