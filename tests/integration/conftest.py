@@ -34,6 +34,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
+from tests.fakes.google_api import FakeGoogle, GooglePractice, google_practice
 from tests.practice import DEFAULT_CLIENTS, ClientSpec, Practice, vcalendar
 from worker.cli import main as cli_main
 
@@ -659,3 +660,27 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
             attempts=3, budget=8.0, initial=0.05, jitter=0.05, max_wait=0.2, max_retry_after=3.0
         ),
     )
+
+
+# -- the Google fake ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGoogle]:
+    """A fresh local fake of Calendar v3, Tasks v1 and the OAuth token endpoint."""
+    with FakeGoogle() as server:
+        yield server
+
+
+@pytest.fixture
+def google_fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrink the Google connector's retry policy so fault tests take seconds."""
+    from connectors.google import api
+
+    monkeypatch.setattr(api, "DEFAULT_RETRY", api.RetryPolicy(budget=5.0, base=0.01, cap=0.05))
+
+
+@pytest.fixture
+def gp(fake: FakeGoogle, tmp_path: Path) -> GooglePractice:
+    """The sample Google practice on the fake, with a 1 s client timeout (for injected hangs)."""
+    return google_practice(fake, tmp_path / "google", timeout="1s")

@@ -39,6 +39,24 @@ def assert_one_item_per_need(dp: DavPractice, capsys: pytest.CaptureFixture[str]
         assert set(objects) == {f"callsheet-{k}.ics" for k in keys}
 
 
+@pytest.fixture
+def proxied(
+    dav_server_factory: Callable[..., DavServer],
+    dav_practice: Callable[..., DavPractice],
+    fault_proxy: Callable[[DavServer], FaultProxy],
+) -> Callable[..., tuple[FaultProxy, DavPractice]]:
+    """Make a server of a kind, a fault proxy in front of it, and the practice loaded through it."""
+
+    def make(kind: str, **options: str) -> tuple[FaultProxy, DavPractice]:
+        server = dav_server_factory(kind)
+        proxy = fault_proxy(server)
+        dp = dav_practice(server, clients=CLIENTS, url_of=proxy.url_for, **options)
+        load_practice(dp)
+        return proxy, dp
+
+    return make
+
+
 def _errors(err: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
 
@@ -83,16 +101,11 @@ def test_server_stopped_mid_pass(
 @pytest.mark.parametrize("kind", KINDS)
 def test_server_errors_fail_the_pass_then_it_recovers(
     kind: str,
-    dav_server_factory: Callable[..., DavServer],
-    dav_practice: Callable[..., DavPractice],
-    fault_proxy: Callable[[DavServer], FaultProxy],
+    proxied: Callable[..., tuple[FaultProxy, DavPractice]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A server answering 500 to everything fails the pass with exit 1; the next pass completes."""
-    server = dav_server_factory(kind)
-    proxy = fault_proxy(server)
-    dp = dav_practice(server, clients=CLIENTS, url_of=proxy.url_for)
-    load_practice(dp)
+    proxy, dp = proxied(kind)
     proxy.faults.fail_status, proxy.faults.fail_count = 500, 10_000
     capsys.readouterr()
     began = time.monotonic()
@@ -110,16 +123,11 @@ def test_server_errors_fail_the_pass_then_it_recovers(
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_failed_write_is_retried_within_the_pass(
     kind: str,
-    dav_server_factory: Callable[..., DavServer],
-    dav_practice: Callable[..., DavPractice],
-    fault_proxy: Callable[[DavServer], FaultProxy],
+    proxied: Callable[..., tuple[FaultProxy, DavPractice]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A single 502 on a PUT is retried and the pass still succeeds, with nothing duplicated."""
-    server = dav_server_factory(kind)
-    proxy = fault_proxy(server)
-    dp = dav_practice(server, clients=CLIENTS, url_of=proxy.url_for)
-    load_practice(dp)
+    proxy, dp = proxied(kind)
     proxy.faults.fail_status, proxy.faults.fail_count, proxy.faults.fail_methods = 502, 1, frozenset({"PUT"})
     capsys.readouterr()
     assert dp.run(NOW) == 0
@@ -132,16 +140,11 @@ def test_one_failed_write_is_retried_within_the_pass(
 @pytest.mark.parametrize("kind", KINDS)
 def test_rate_limit_honours_retry_after(
     kind: str,
-    dav_server_factory: Callable[..., DavServer],
-    dav_practice: Callable[..., DavPractice],
-    fault_proxy: Callable[[DavServer], FaultProxy],
+    proxied: Callable[..., tuple[FaultProxy, DavPractice]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A 429 with Retry-After: 2 makes the connector wait at least two seconds, then go on."""
-    server = dav_server_factory(kind)
-    proxy = fault_proxy(server)
-    dp = dav_practice(server, clients=CLIENTS, url_of=proxy.url_for)
-    load_practice(dp)
+    proxy, dp = proxied(kind)
     proxy.faults.fail_status, proxy.faults.fail_count = 429, 1
     proxy.faults.fail_methods, proxy.faults.fail_headers = frozenset({"PUT"}), {"Retry-After": "2"}
     capsys.readouterr()
@@ -156,16 +159,11 @@ def test_rate_limit_honours_retry_after(
 @pytest.mark.parametrize("kind", KINDS)
 def test_slow_writes_past_the_timeout(
     kind: str,
-    dav_server_factory: Callable[..., DavServer],
-    dav_practice: Callable[..., DavPractice],
-    fault_proxy: Callable[[DavServer], FaultProxy],
+    proxied: Callable[..., tuple[FaultProxy, DavPractice]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Writes answered after the timeout fail the pass (exit 1); the writes that did land are adopted."""
-    server = dav_server_factory(kind)
-    proxy = fault_proxy(server)
-    dp = dav_practice(server, clients=CLIENTS, url_of=proxy.url_for, timeout="1s")
-    load_practice(dp)
+    proxy, dp = proxied(kind, timeout="1s")
     proxy.faults.delay, proxy.faults.delay_methods = 2.5, frozenset({"PUT"})
     capsys.readouterr()
     assert dp.run(NOW) == 1
@@ -181,16 +179,11 @@ def test_slow_writes_past_the_timeout(
 @pytest.mark.parametrize("kind", KINDS)
 def test_slow_reads_past_the_timeout(
     kind: str,
-    dav_server_factory: Callable[..., DavServer],
-    dav_practice: Callable[..., DavPractice],
-    fault_proxy: Callable[[DavServer], FaultProxy],
+    proxied: Callable[..., tuple[FaultProxy, DavPractice]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A server that answers nothing in time fails the pass within the retry budget; then it recovers."""
-    server = dav_server_factory(kind)
-    proxy = fault_proxy(server)
-    dp = dav_practice(server, clients=CLIENTS, url_of=proxy.url_for, timeout="1s")
-    load_practice(dp)
+    proxy, dp = proxied(kind, timeout="1s")
     assert dp.run(NOW) == 0
     proxy.faults.delay = 2.5
     capsys.readouterr()

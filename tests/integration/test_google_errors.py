@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,25 +23,9 @@ from tests.fakes.google_api import (
 )
 from worker.cli import main
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("google_fast_retries")]
 
 LATER = "2026-03-18T12:30:00-05:00"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeGoogle]:
-    with FakeGoogle() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "DEFAULT_RETRY", api.RetryPolicy(budget=5.0, base=0.01, cap=0.05))
-
-
-@pytest.fixture
-def gp(fake: FakeGoogle, tmp_path: Path) -> GooglePractice:
-    return google_practice(fake, tmp_path / "google", timeout="1s")
 
 
 def _run(gp: GooglePractice, now: str = SAMPLE_NOW) -> int:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from connectors.google import api
 from connectors.google.convert import KEY_PROP, MARK_PROP
 from tests.fakes.google_api import (
     SAMPLE_NOW,
@@ -27,22 +25,11 @@ from worker.cli import main
 from worker.config import load_settings
 from worker.runner import window_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("google_fast_retries")]
 
 LATER = "2026-03-18T12:30:00-05:00"
 SOON = "2026-03-18T12:05:00-05:00"  # before the calls placed at 12:15 and 12:30
 NEXT_DAY = "2026-03-19T12:00:00-05:00"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeGoogle]:
-    with FakeGoogle() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "DEFAULT_RETRY", api.RetryPolicy(budget=5.0, base=0.01, cap=0.05))
 
 
 @pytest.fixture

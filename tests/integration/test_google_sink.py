@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from connectors.base import open_sink
-from connectors.google import api
 from connectors.google.sink import GoogleSink
 from tests.fakes.google_api import SAMPLE_NOW, FakeGoogle, GooglePractice, google_practice
 from tests.practice import local
@@ -19,25 +18,9 @@ from worker.config import load_settings
 from worker.errors import ConflictError
 from worker.model import ClientId, ItemKind, Reason, Reminder, reminder_key
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("google_fast_retries")]
 
 SOON = "2026-03-18T12:05:00-05:00"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeGoogle]:
-    with FakeGoogle() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "DEFAULT_RETRY", api.RetryPolicy(budget=5.0, base=0.01, cap=0.05))
-
-
-@pytest.fixture
-def gp(fake: FakeGoogle, tmp_path: Path) -> GooglePractice:
-    return google_practice(fake, tmp_path / "google", timeout="1s")
 
 
 @pytest.fixture
