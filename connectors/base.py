@@ -8,9 +8,14 @@ load only when a Google calendar is configured.
 from __future__ import annotations
 
 import importlib
+import os
+import posixpath
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urlsplit
 
 from worker.errors import ConfigError, Problem
 from worker.model import ItemKind, Managed, Reminder, SourceBatch, Window
@@ -110,3 +115,82 @@ def open_sink(settings: Settings, reminders: ReminderSettings) -> Sink:
     cls = _load(_SINKS, reminders.kind, "reminders")
     built: Sink = cls(settings, reminders)
     return built
+
+
+# -- identities: which calendar is which, whatever the spelling ------------------------------
+
+
+def normalise_url(url: str) -> str:
+    """A CalDAV collection URL in one spelling: scheme and host lower case, default port made
+    explicit, percent-escapes decoded, dot segments and duplicate slashes removed, one
+    trailing slash. Used for the owner mark and (with resolved hosts) the never-write check."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    path = unquote(parts.path or "/")
+    while "//" in path:
+        path = path.replace("//", "/")
+    path = posixpath.normpath(path) if path not in ("", "/") else "/"
+    path = path.rstrip("/") + "/"
+    return f"{scheme}://{host}:{port}{path}"
+
+
+def _host_addresses(host: str) -> set[str]:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return {host}
+    addresses = {str(info[4][0]) for info in infos}
+    # 'localhost' resolves to both loopbacks; treat every loopback address as one host
+    return {"loopback" if a.startswith("127.") or a == "::1" else a for a in addresses} or {host}
+
+
+def url_locations(url: str) -> set[str]:
+    """Every spelling-independent name of a collection URL: one per address its host resolves to."""
+    normal = normalise_url(url)
+    parts = urlsplit(normal)
+    host = parts.hostname or ""
+    return {f"{parts.scheme}://{addr}:{parts.port}{parts.path}" for addr in _host_addresses(host)}
+
+
+def folder_locations(path: Path) -> set[str]:
+    """A folder's names: device and inode when it exists (bind mounts, links), else its real path."""
+    real = os.path.realpath(path)
+    try:
+        info = os.stat(real)
+    except OSError:
+        return {f"path:{real}"}
+    return {f"inode:{info.st_dev}:{info.st_ino}", f"path:{real}"}
+
+
+def source_identities(source: SourceSettings) -> list[str]:
+    """The configured source(s) in a normalised spelling (the owner mark is derived from it).
+
+    No I/O beyond resolving a folder path: the mark must not change with DNS or a restart.
+    """
+    if source.kind == "vdir":
+        return [f"vdir:{os.path.realpath(source.path)}"] if source.path is not None else []
+    if source.kind == "caldav":
+        return [f"caldav:{normalise_url(u)}" for u in source.all_urls]
+    return [f"google:{c}" for c in source.all_calendar_ids]
+
+
+def source_locations(source: SourceSettings) -> set[str]:
+    """Where the source lives, by identity (resolved addresses, device and inode)."""
+    if source.kind == "vdir":
+        return folder_locations(source.path) if source.path is not None else set()
+    if source.kind == "caldav":
+        return set().union(*(url_locations(u) for u in source.all_urls)) if source.all_urls else set()
+    return {f"google:{c}" for c in source.all_calendar_ids}
+
+
+def sink_locations(reminders: ReminderSettings) -> set[str]:
+    """Where the reminders are written, by identity."""
+    if reminders.kind == "vdir":
+        folders = [p for p in (reminders.events_path, reminders.tasks_path) if p is not None]
+        return set().union(*(folder_locations(p) for p in folders)) if folders else set()
+    if reminders.kind == "caldav":
+        urls = [u for u in (reminders.events_url, reminders.tasks_url) if u]
+        return set().union(*(url_locations(u) for u in urls)) if urls else set()
+    return {f"google:{reminders.calendar_id}"} if reminders.calendar_id else set()

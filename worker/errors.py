@@ -62,6 +62,11 @@ class NotFoundError(ConnectorError):
     """The item or collection is gone."""
 
 
+class RefusedError(ConnectorError):
+    """The server refused one item for good (a 400/403/409 that is not about authorisation):
+    the runner records it per item and does not retry it every pass."""
+
+
 class DataError(WorkerError):
     """One stored item cannot be interpreted: skip it, count it, go on."""
 

@@ -220,6 +220,23 @@ class Reminder:
     title: str
     description: str
     payload_hash: str
+    # which incarnation of the item this is (worker.identity: UID and resource name carry it);
+    # reconcile sets it: the next one after a withdrawal, the held one when adopting
+    generation: int = 1
+    # this installation's owner mark (X-CALLSHEET-OWNER), set by the runner
+    owner: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemName:
+    """What a UID or resource name written by callsheet says: need, kind and generation.
+
+    `kind` is None for the legacy form (`callsheet-<key>`), which events and tasks shared.
+    """
+
+    key: ReminderKey
+    kind: ItemKind | None
+    generation: int
 
 
 ManagedStatus = Literal["open", "completed", "cancelled"]
@@ -238,6 +255,11 @@ class Managed:
     payload_hash: str = ""
     client_id: str = ""
     reason: str = ""
+    # identity as the sink found it (worker.identity.foreign_reason judges ownership from these)
+    uid: str = ""  # the item's UID (Google events: the UID form of the event id)
+    named: ItemName | None = None  # what its resource name says; None where the server picks names
+    owner: str = ""  # its X-CALLSHEET-OWNER mark ("" on items written before marks existed)
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
