@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from worker.errors import ConfigError, Problem
+from worker.identity import owner_mark
 from worker.model import ItemKind, Managed, Reminder, SourceBatch, Window
 
 if TYPE_CHECKING:
@@ -39,10 +40,32 @@ class Source(Protocol):
     name: str
 
     def read(self, window: Window, cursor: dict[str, object] | None) -> SourceBatch:
-        """Return what changed since `cursor` (everything when None) and the next cursor."""
+        """Return what changed since `cursor` (everything when None) and the next cursor.
+
+        A listing that may be partial (a truncated answer) must not name objects as removed
+        and must not set `complete`; the runner's source-loss guard sees every removal.
+        """
+        ...
+
+    def describe(self) -> list[str]:
+        """Lines for `check`: what this connector sees (calendars, component sets); may be empty."""
         ...
 
     def close(self) -> None: ...
+
+
+class Capabilities:
+    """Defaults for the optional parts of the contract; connectors inherit and override.
+
+    `describe` says what the connector sees (for `check`); `sweep` removes what a killed pass
+    left behind (temporary files) and returns how many.
+    """
+
+    def describe(self) -> list[str]:
+        return []
+
+    def sweep(self) -> int:
+        return 0
 
 
 class Sink(Protocol):
@@ -55,11 +78,17 @@ class Sink(Protocol):
         ...
 
     def managed(self) -> Iterable[Managed]:
-        """Every item carrying an X-CALLSHEET-KEY (ours), in any status."""
+        """Every item carrying an X-CALLSHEET-KEY, in any status, with its uid, resource name,
+        owner mark and generation filled in. Ownership is judged once, by the runner
+        (`worker.identity.foreign_reason`); the sink never acts on items it was not handed.
+        Never an item outside the configured collection or folder."""
         ...
 
     def create(self, reminder: Reminder) -> Receipt:
-        """Create the item; when one with the same key exists, return it unchanged (adopt).
+        """Create the item under `worker.identity`'s UID and resource name for its key, kind and
+        generation, with the owner mark and `alarm_minutes`; when our item with that name
+        exists (an earlier attempt), return it unchanged (adopt). A name held by anything
+        else: RefusedError. A per-item refusal by the server: RefusedError.
 
         When the key belongs to an item the therapist deleted and the calendar remembers that
         (Google keeps deleted ids), return a Receipt with `gone=True`: the need is handled.
@@ -75,7 +104,15 @@ class Sink(Protocol):
         ...
 
     def delete(self, item: Managed) -> None:
-        """Remove one of our items outright (`callsheet purge`)."""
+        """Remove one of our items outright (`callsheet purge`); already gone is success."""
+        ...
+
+    def describe(self) -> list[str]:
+        """Lines for `check`: what this connector sees; may be empty."""
+        ...
+
+    def sweep(self) -> int:
+        """Remove leftovers of a killed pass (the caller holds the run lock); how many."""
         ...
 
     def close(self) -> None: ...
@@ -194,3 +231,30 @@ def sink_locations(reminders: ReminderSettings) -> set[str]:
         urls = [u for u in (reminders.events_url, reminders.tasks_url) if u]
         return set().union(*(url_locations(u) for u in urls)) if urls else set()
     return {f"google:{reminders.calendar_id}"} if reminders.calendar_id else set()
+
+
+def owner_of(settings: Settings) -> str:
+    """This installation's owner mark (X-CALLSHEET-OWNER), from its configured source(s)."""
+    return owner_mark(source_identities(settings.source))
+
+
+def check_locations(settings: Settings) -> None:
+    """Refuse a configuration whose reminders would land in an appointment calendar.
+
+    Compared by identity, not spelling: resolved host addresses, decoded and normalised paths,
+    device and inode of folders (a link or a bind mount is the same folder).
+
+    Raises:
+        ConfigError: a reminders calendar or folder is (also) a source.
+    """
+    clash = source_locations(settings.source) & sink_locations(settings.reminders)
+    if clash:
+        raise ConfigError(
+            [
+                Problem(
+                    f"{settings.path} [reminders]",
+                    "the reminders would be written into the appointment calendar ([source]); "
+                    "callsheet never writes the source: point [reminders] at a calendar or folder of its own",
+                )
+            ]
+        )

@@ -49,8 +49,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from connectors.base import Receipt
-from connectors.ical import build_item, complete_item, parse_calendar, read_item, uid_for, update_item
+from connectors.base import Capabilities, Receipt
+from connectors.ical import build_item, complete_item, parse_calendar, read_item, update_item
 from worker import __version__
 from worker.errors import (
     AuthError,
@@ -62,6 +62,7 @@ from worker.errors import (
     Problem,
     TransientError,
 )
+from worker.identity import file_name
 from worker.model import ItemKind, Managed, Reminder, SourceBatch, Window
 
 if TYPE_CHECKING:
@@ -437,7 +438,7 @@ class _Listing:
     bodies: dict[str, bytes] = field(default_factory=dict)  # bodies that came with the listing
 
 
-class CalDavSource:
+class CalDavSource(Capabilities):
     """Reads appointments from one or more CalDAV collections (read-only)."""
 
     def __init__(self, settings: Settings, source: SourceSettings) -> None:
@@ -707,7 +708,7 @@ def _visible_calendars(transport: _Dav, configured: Iterable[str]) -> list[str]:
 # -- sink -----------------------------------------------------------------------------------
 
 
-class CalDavSink:
+class CalDavSink(Capabilities):
     """Writes reminder events to `events_url` and tasks to `tasks_url`; touches only our items."""
 
     def __init__(self, settings: Settings, reminders: ReminderSettings) -> None:
@@ -742,7 +743,7 @@ class CalDavSink:
         self._bodies.clear()
         for url, kinds in by_url.items():
             for ref, etag, data in self._list(url):
-                item = read_item(data, ref=ref, etag=etag)
+                item = read_item(data, ref=ref, etag=etag, name=unquote(ref.rstrip("/").rsplit("/", 1)[-1]))
                 if item is None or item.kind not in kinds:
                     continue
                 self._bodies[ref] = (etag, data)
@@ -781,7 +782,7 @@ class CalDavSink:
 
     def _url_of(self, reminder: Reminder) -> str:
         collection = self.collections[reminder.kind]
-        return f"{collection}{quote(uid_for(reminder.key))}.ics"
+        return f"{collection}{quote(file_name(reminder.key, reminder.kind, reminder.generation))}"
 
     def create(self, reminder: Reminder) -> Receipt:
         """PUT with If-None-Match: *; when the object exists already, adopt it as it is."""
@@ -802,7 +803,9 @@ class CalDavSink:
         found = self._dav.send("create", "GET", url, ok=(200,), expected=(404,))
         if found.status == 404:
             raise ConflictError(f"create {public_url(url)}: refused, yet not there", operation="create")
-        existing = read_item(_body(found), ref=url, etag=_etag(found))
+        existing = read_item(
+            _body(found), ref=url, etag=_etag(found), name=unquote(url.rstrip("/").rsplit("/", 1)[-1])
+        )
         if existing is None or existing.key != reminder.key:
             raise ConflictError(
                 f"create {public_url(url)}: the name is taken by another item", operation="create"

@@ -16,6 +16,7 @@ from icalendar import Alarm, Calendar, Todo
 from icalendar import Event as VEvent
 
 from worker.errors import DataError
+from worker.identity import item_uid, parse_file_name, parse_uid
 from worker.model import Attendee, Event, EventStatus, ItemKind, Managed, Reminder, ReminderKey, Window
 
 PRODID = "-//callsheet//reminders//EN"
@@ -23,15 +24,12 @@ KEY_PROP = "X-CALLSHEET-KEY"
 REASON_PROP = "X-CALLSHEET-REASON"
 CLIENT_PROP = "X-CALLSHEET-CLIENT"
 HASH_PROP = "X-CALLSHEET-HASH"
+OWNER_PROP = "X-CALLSHEET-OWNER"
 UID_PREFIX = "callsheet-"
 # At most this many occurrences of one object are expanded: a FREQ=SECONDLY rule or a
 # COUNT of a billion must not hang a pass.
 MAX_OCCURRENCES = 5000
 _FAST_FREQS = {"SECONDLY", "MINUTELY", "HOURLY"}
-
-
-def uid_for(key: str) -> str:
-    return f"{UID_PREFIX}{key}"
 
 
 def _aware(value: datetime, tz: tzinfo) -> datetime:
@@ -224,10 +222,16 @@ def _mark(component: icalendar.cal.Component, reminder: Reminder) -> None:
     component[REASON_PROP] = reminder.reason.value
     component[CLIENT_PROP] = reminder.client_id
     component[HASH_PROP] = reminder.payload_hash
+    if reminder.owner:
+        component[OWNER_PROP] = reminder.owner
 
 
-def build_item(reminder: Reminder, *, stamp: datetime) -> bytes:
-    """The iCalendar object of a reminder: VEVENT with a display alarm, or VTODO with DUE."""
+def build_item(reminder: Reminder, *, stamp: datetime, alarm_minutes: int = 0) -> bytes:
+    """The iCalendar object of a reminder: VEVENT with a display alarm, or VTODO with DUE.
+
+    Its UID carries the key, kind and generation (`worker.identity.item_uid`); the alarm rings
+    `alarm_minutes` before the start.
+    """
     cal = _calendar()
     start = reminder.start.astimezone(UTC)
     if reminder.kind == "event":
@@ -238,13 +242,13 @@ def build_item(reminder: Reminder, *, stamp: datetime) -> bytes:
         alarm = Alarm()
         alarm.add("action", "DISPLAY")
         alarm.add("description", reminder.title)
-        alarm.add("trigger", timedelta(0))
+        alarm.add("trigger", -timedelta(minutes=alarm_minutes))
         component.add_component(alarm)
     else:
         component = Todo()
         component.add("due", start)
         component.add("status", "NEEDS-ACTION")
-    component.add("uid", uid_for(reminder.key))
+    component.add("uid", item_uid(reminder.key, reminder.kind, reminder.generation))
     component.add("dtstamp", stamp.astimezone(UTC))
     component.add("summary", reminder.title)
     component.add("description", reminder.description)
@@ -262,8 +266,11 @@ def _ours(calendar: Calendar) -> icalendar.cal.Component | None:
     return None
 
 
-def read_item(data: bytes, *, ref: str, etag: str = "") -> Managed | None:
-    """Our item as Managed, or None when the object does not carry our key."""
+def read_item(data: bytes, *, ref: str, etag: str = "", name: str = "") -> Managed | None:
+    """The item as Managed when it carries our key (ownership is judged later), else None.
+
+    `name` is the resource name (file name, last href segment) the item was found under.
+    """
     try:
         component = _ours(Calendar.from_ical(data))
     except (ValueError, IndexError, KeyError):
@@ -280,6 +287,8 @@ def read_item(data: bytes, *, ref: str, etag: str = "") -> Managed | None:
         state = "open"
     field = "DTSTART" if kind == "event" else "DUE"
     start = _opt_dt(component, field, UTC)
+    uid = _text(component, "UID")
+    parsed = parse_uid(uid)
     return Managed(
         key=ReminderKey(_text(component, KEY_PROP)),
         kind=kind,
@@ -290,6 +299,10 @@ def read_item(data: bytes, *, ref: str, etag: str = "") -> Managed | None:
         payload_hash=_text(component, HASH_PROP),
         client_id=_text(component, CLIENT_PROP),
         reason=_text(component, REASON_PROP),
+        uid=uid,
+        named=parse_file_name(name),
+        owner=_text(component, OWNER_PROP),
+        generation=parsed.generation if parsed is not None else -1,
     )
 
 

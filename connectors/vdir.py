@@ -2,15 +2,19 @@
 
 As a source it reads only what changed since the last pass (file name + size + mtime), and
 re-expands recurring objects only when the window moved. As a sink it writes one file per
-reminder, `callsheet-<key>.ics`, atomically (temporary file + rename), 0600. It never writes
-the source folder.
+reminder, named by `worker.identity.file_name` (`callsheet-<key>-e<generation>.ics`),
+atomically (temporary file + rename), 0600. Both sides open regular files only (no FIFOs,
+devices or links), up to `MAX_FILE_BYTES`. The runner checks that no sink folder is the source
+folder (by device and inode) before anything is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,9 +23,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from connectors.base import Receipt
-from connectors.ical import build_item, complete_item, parse_calendar, read_item, uid_for, update_item
-from worker.errors import ConfigError, ConflictError, ConnectorError, DataError, Problem
+from connectors.base import Capabilities, Receipt
+from connectors.ical import build_item, complete_item, parse_calendar, read_item, update_item
+from worker.errors import ConflictError, ConnectorError, DataError, RefusedError
+from worker.identity import file_name
 from worker.model import ItemKind, Managed, Reminder, SourceBatch, Window
 
 if TYPE_CHECKING:
@@ -33,6 +38,40 @@ _RECURRING_HINTS = (b"RRULE", b"RDATE", b"RECURRENCE-ID")
 _DTSTART_DAY = re.compile(rb"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
 # Time zone definitions carry RRULEs and DTSTARTs of their own: they say nothing about events.
 _VTIMEZONE = re.compile(rb"BEGIN:VTIMEZONE.*?END:VTIMEZONE\r?\n?", re.DOTALL)
+
+
+# A calendar object is a few kilobytes; a file this large is a mistake or an attack.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+class NotRegularError(OSError):
+    """The path is a FIFO, a device, a link or a folder, or larger than MAX_FILE_BYTES."""
+
+
+def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Read a regular file without following a link, blocking on a FIFO or reading past `limit`.
+
+    Raises:
+        NotRegularError: anything but a regular file of at most `limit` bytes.
+        OSError: the file could not be read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularError(f"{path.name}: not a regular file")
+        if info.st_size > limit:
+            raise NotRegularError(f"{path.name}: larger than {limit} bytes")
+        chunks = []
+        size = 0
+        while chunk := os.read(fd, 65536):
+            size += len(chunk)
+            if size > limit:
+                raise NotRegularError(f"{path.name}: larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _stamp(stat: os.stat_result) -> list[int]:
@@ -62,7 +101,7 @@ def _placement(data: bytes, window: Window) -> str:
     return "inside"
 
 
-class VdirSource:
+class VdirSource(Capabilities):
     """Reads appointments from a folder of .ics files."""
 
     def __init__(self, settings: Settings, source: SourceSettings) -> None:
@@ -90,7 +129,7 @@ class VdirSource:
         files: dict[str, list[int]] = {}
         revisit: set[str] = set()
         for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
-            if not entry.name.endswith(".ics") or not entry.is_file():
+            if not entry.name.endswith(".ics") or not entry.is_file(follow_symlinks=False):
                 continue
             stamp = _stamp(entry.stat())
             files[entry.name] = stamp
@@ -100,7 +139,7 @@ class VdirSource:
                     revisit.add(entry.name)
                 continue
             try:
-                data = Path(entry.path).read_bytes()
+                data = read_regular(Path(entry.path))
             except OSError as exc:
                 log.warning("source.item.unreadable", item=entry.name, error=type(exc).__name__)
                 batch.bad += 1
@@ -133,9 +172,14 @@ class VdirSource:
         return None
 
 
+def _hash(text: str) -> str:
+    """A short stable hash for logs: file names can carry client data."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def _etag(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_mtime_ns}-{stat.st_size}"
+    info = os.lstat(path)
+    return f"{info.st_mtime_ns}-{info.st_size}"
 
 
 def _write_atomic(path: Path, data: bytes, *, exclusive: bool) -> None:
@@ -156,26 +200,18 @@ def _write_atomic(path: Path, data: bytes, *, exclusive: bool) -> None:
             os.unlink(tmp)
 
 
-class VdirSink:
+class VdirSink(Capabilities):
     """Writes reminders as .ics files: events in events_path, tasks in tasks_path."""
 
     def __init__(self, settings: Settings, reminders: ReminderSettings) -> None:
         self.name = reminders.name
+        self.alarm_minutes = reminders.alarm_minutes
         self.folders: dict[ItemKind, Path] = {}
         if reminders.events_path is not None:
             self.folders["event"] = reminders.events_path
         if reminders.tasks_path is not None:
             self.folders["task"] = reminders.tasks_path
-        source = settings.source
-        for folder in self.folders.values():
-            if (
-                source.kind == "vdir"
-                and source.path is not None
-                and folder.resolve() == source.path.resolve()
-            ):
-                raise ConfigError(
-                    [Problem(str(settings.path), "[reminders] must not write into the source folder")]
-                )
+        self.skipped = 0  # special or oversized files passed over by managed()
 
     def kinds(self) -> frozenset[ItemKind]:
         return frozenset(self.folders)
@@ -197,25 +233,44 @@ class VdirSink:
         return folder
 
     def managed(self) -> Iterator[Managed]:
-        for kind, folder in self.folders.items():
-            if not folder.is_dir():
+        """Every item with our key in the folders (one folder may hold events and tasks)."""
+        self.skipped = 0
+        seen: set[str] = set()
+        for folder in self.folders.values():
+            if not folder.is_dir() or str(folder.resolve()) in seen:
                 continue
+            seen.add(str(folder.resolve()))
             for entry in sorted(os.scandir(folder), key=lambda e: e.name):
                 if not (entry.name.startswith("callsheet-") and entry.name.endswith(".ics")):
                     continue
                 path = Path(entry.path)
                 try:
-                    item = read_item(path.read_bytes(), ref=str(path), etag=_etag(path))
+                    data = read_regular(path)
+                except NotRegularError:
+                    self.skipped += 1
+                    log.warning("sink.item.special", item=_hash(entry.name))
+                    continue
                 except OSError:
                     continue
-                if item is not None and item.kind == kind:
+                item = read_item(data, ref=str(path), etag=_etag(path), name=entry.name)
+                if item is not None and item.kind in self.folders:
                     yield item
 
     def create(self, reminder: Reminder) -> Receipt:
-        path = self._folder(reminder.kind) / f"{uid_for(reminder.key)}.ics"
-        data = build_item(reminder, stamp=datetime.now(UTC))
-        with contextlib.suppress(FileExistsError):  # an earlier attempt wrote it: adopt it as it is
+        """Write the item under its own name; an earlier attempt's file with our key is adopted."""
+        path = self._folder(reminder.kind) / file_name(reminder.key, reminder.kind, reminder.generation)
+        data = build_item(reminder, stamp=datetime.now(UTC), alarm_minutes=self.alarm_minutes)
+        try:
             _write_atomic(path, data, exclusive=True)
+        except FileExistsError:
+            try:
+                found = read_item(read_regular(path), ref=str(path), etag=_etag(path), name=path.name)
+            except OSError as exc:
+                raise RefusedError("a special file has the reminder's name", operation="create") from exc
+            if found is None or found.key != reminder.key or found.owner != reminder.owner:
+                raise RefusedError(
+                    "a file that is not ours has the reminder's name", operation="create"
+                ) from None
         return Receipt(ref=str(path), etag=_etag(path))
 
     def update(self, reminder: Reminder, item: Managed) -> Receipt:
@@ -223,7 +278,7 @@ class VdirSink:
         try:
             if item.etag and _etag(path) != item.etag:
                 raise ConflictError("the reminder changed since it was read", operation="update")
-            data = update_item(path.read_bytes(), reminder, stamp=datetime.now(UTC))
+            data = update_item(read_regular(path), reminder, stamp=datetime.now(UTC))
         except FileNotFoundError as exc:
             raise ConflictError("the reminder is gone", operation="update") from exc
         _write_atomic(path, data, exclusive=False)
@@ -236,7 +291,7 @@ class VdirSink:
                 path.unlink()
             return Receipt(ref=str(path), gone=True)
         try:
-            data = complete_item(path.read_bytes(), note=note, stamp=datetime.now(UTC))
+            data = complete_item(read_regular(path), note=note, stamp=datetime.now(UTC))
         except FileNotFoundError:
             return Receipt(ref=str(path), gone=True)
         _write_atomic(path, data, exclusive=False)

@@ -50,6 +50,25 @@ class MarkerRules:
     cancelled_colors: tuple[str, ...] = ()
 
 
+def unmatched(event: Event) -> tuple[Observation, bool]:
+    """A personal (unmatched) event: kept only as busy time, with no client.
+
+    Returns the observation and whether it blocks time (not cancelled, not transparent).
+    """
+    obs = Observation(
+        id=event.appointment_id,
+        uid=event.uid,
+        recurrence_id=event.recurrence_id,
+        client_id=ClientId(""),
+        start=event.start,
+        end=event.end,
+        cancelled=event.status == "cancelled",
+        item=event.item,
+        source=event.source,
+    )
+    return obs, event.status != "cancelled" and not event.transparent
+
+
 def observe(event: Event, client_id: ClientId, markers: MarkerRules, *, declined: bool) -> Observation:
     """Turn a matched event into the facts the rules need (no titles, no descriptions)."""
     texts = (event.summary, *event.categories, *event.description.splitlines())

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import structlog
 
@@ -23,6 +23,9 @@ from worker.config import Settings, default_config_path, load_settings
 from worker.durations import parse_duration
 from worker.errors import AuthError, ConfigError, ConnectorError, LockedError, StateError, WorkerError
 from worker.model import CallNeed, Reason
+
+if TYPE_CHECKING:
+    from worker.runner import Accept
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_AUTH = 0, 1, 2, 3
 
@@ -49,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="one pass, then exit")
     run.add_argument("--every", help="interval between passes, e.g. 90s, 5m, 1h")
     run.add_argument("--include-stale", action="store_true", help="also write needs older than rules.max_age")
+    run.add_argument(
+        "--accept-source-loss",
+        action="store_true",
+        help="go on although most appointments vanished from the source at once (when that was intended)",
+    )
+    run.add_argument(
+        "--accept-deletions",
+        action="store_true",
+        help="treat every reminder missing from the reminders calendar as handled (when removed on purpose)",
+    )
     with_now(run)
 
     plan = sub.add_parser("plan", help="dry run: what a pass would do; writes nothing")
@@ -158,7 +171,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.every:
                 raise _usage("use --once or --every, not both")
             return commands.run_once(
-                settings, parse_now(now_text, settings), include_stale=args.include_stale
+                settings,
+                parse_now(now_text, settings),
+                include_stale=args.include_stale,
+                accept=_accept(args),
+                simulated=bool(now_text),
             )
         every = settings.run.every
         if args.every:
@@ -168,7 +185,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 raise _usage(str(exc)) from exc
             if every < timedelta(seconds=1):
                 raise _usage("--every must be at least 1s")
-        return commands.run_every(settings, every, include_stale=args.include_stale)
+        return commands.run_every(settings, every, include_stale=args.include_stale, accept=_accept(args))
     if args.command == "plan":
         return commands.plan(
             settings, parse_now(args.now, settings), as_json=args.json, include_stale=args.include_stale
@@ -182,13 +199,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise _usage(f"unknown command {args.command!r}")
 
 
-def need_json(need: CallNeed, action: str, tz: object) -> str:
-    """One line of `plan --json`."""
+def _accept(args: argparse.Namespace) -> Accept:
+    from worker.runner import Accept
+
+    return Accept(source_loss=args.accept_source_loss, deletions=args.accept_deletions)
+
+
+def need_json(need: CallNeed, action: str, tz: object, state: str | None = None) -> str:
+    """One line of `plan --json` (`state` overrides the need's own: "handled")."""
     return json.dumps(
         {
             "client": need.client_id,
             "reason": need.reason.value,
-            "state": need.state,
+            "state": state or need.state,
             "due": need.due.astimezone(tz).isoformat(),  # type: ignore[arg-type]
             "anchor": need.anchor,
             "key": need.key,

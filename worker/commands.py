@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from connectors.base import Sink, open_sink, open_source
-from worker import runner
+from connectors.base import Sink, open_sink, open_source, owner_of
+from worker import health, planning, runner
 from worker.cli import EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
 from worker.config import Settings, load_settings
 from worker.errors import AuthError, ConfigError, ConnectorError, LockedError
@@ -28,7 +28,7 @@ from worker.model import (
     reminder_key,
 )
 from worker.roster import Roster
-from worker.state import secure_dir
+from worker.state import State, run_lock, secure_dir
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -44,9 +44,7 @@ def call_sheet(settings: Settings, plan: runner.Plan) -> str:
     roster = Roster.of(settings.clients)
     tz = settings.practice.tz
     rows: list[tuple[datetime, str, str, str, str, str]] = []
-    for need in plan.needs:
-        if need.state != "due":
-            continue
+    for need in plan.open_calls():
         client = roster.get(need.client_id)
         if client is None:
             continue
@@ -75,29 +73,57 @@ def call_sheet(settings: Settings, plan: runner.Plan) -> str:
     return _table(("Who", "Why", "When", "Number", "Reminder"), [r[1:] for r in rows])
 
 
-def run_once(settings: Settings, now: datetime, *, include_stale: bool) -> int:
+def run_once(
+    settings: Settings,
+    now: datetime,
+    *,
+    include_stale: bool,
+    accept: runner.Accept = runner.NO_ACCEPT,
+    simulated: bool = False,
+) -> int:
+    """One pass. A simulated `--now` is never recorded in health.json as a pass."""
     try:
-        outcome = runner.run_pass(settings, now, include_stale=include_stale)
+        outcome = runner.run_pass(settings, now, include_stale=include_stale, accept=accept)
     except LockedError:
         print("callsheet: another pass is running; skipped.", file=sys.stderr)
         return EXIT_OK
-    except ConnectorError as exc:
-        runner.record_failure(settings, now, exc)
+    except Exception as exc:
+        if not simulated and not isinstance(exc, ConfigError):
+            runner.record_failure(settings, now, exc)
         raise
-    runner.write_health(settings.state_dir, now=now, outcome="ok", counts=dict(outcome.counts))
+    ok = True if simulated else health.record_outcome(settings, now, dict(outcome.counts))
     c = outcome.counts
     print(
-        f"{sum(1 for n in outcome.plan.needs if n.state == 'due')} calls due; "
+        f"{len(outcome.plan.open_calls())} calls due; "
         f"{c['created']} reminders written, {c['updated']} updated, {c['resolved']} withdrawn, "
         f"{c['tombstoned']} marked handled."
     )
-    return EXIT_OK
+    if c["failed"]:
+        print(
+            f"callsheet: {c['failed']} reminders could not be written ({_failure_words(c)}); "
+            "the rest was written, and they are tried again next pass.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK if ok else EXIT_FAILED
 
 
-def run_every(settings: Settings, every: timedelta, *, include_stale: bool) -> int:
+def _failure_words(counts: dict[str, int]) -> str:
+    words = {
+        "refused": "refused by the server",
+        "temporary": "server busy",
+        "unreachable": "server unreachable",
+        "changed": "changed meanwhile",
+    }
+    return ", ".join(f"{counts[f'failed_{k}']} {w}" for k, w in words.items() if counts.get(f"failed_{k}"))
+
+
+def run_every(
+    settings: Settings, every: timedelta, *, include_stale: bool, accept: runner.Accept = runner.NO_ACCEPT
+) -> int:
     stop = runner.Stop()
     stop.install()
-    return runner.loop(settings, every, stop=stop, include_stale=include_stale)
+    return runner.loop(settings, every, stop=stop, include_stale=include_stale, accept=accept)
 
 
 def plan(settings: Settings, now: datetime, *, as_json: bool, include_stale: bool) -> int:
@@ -106,7 +132,7 @@ def plan(settings: Settings, now: datetime, *, as_json: bool, include_stale: boo
     tz = settings.practice.tz
     if as_json:
         for need in result.needs:
-            print(need_json(need, result.need_action(need), tz))
+            print(need_json(need, result.need_action(need), tz, result.need_state(need)))
         for withdraw in result.withdrawals():
             item = withdraw.item
             print(
@@ -141,9 +167,8 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
     for a in appointments:
         by_client.setdefault(a.client_id, []).append(a)
     needs_by: dict[str, list[CallNeed]] = {}
-    for n in outcome.plan.needs:
-        if n.state == "due":
-            needs_by.setdefault(n.client_id, []).append(n)
+    for n in outcome.plan.open_calls():
+        needs_by.setdefault(n.client_id, []).append(n)
     rows = []
     for client in settings.clients:
         appts = sorted(by_client.get(client.id, []), key=lambda a: a.start)
@@ -204,7 +229,9 @@ def check(settings: Settings, *, health: bool) -> int:
     """A checklist: config, source reachable, sink writable; or the heartbeat's age."""
     if health:
         beat = runner.read_health(settings.state_dir)
-        limit = settings.run.every * 3
+        every_s = beat.get("every_s") if beat else None
+        every = timedelta(seconds=int(str(every_s))) if every_s else settings.run.every
+        limit = every * 3
         if beat is None or not beat.get("last_ok"):
             print("unhealthy: no successful pass recorded yet")
             return EXIT_FAILED
@@ -352,12 +379,18 @@ def purge(settings: Settings, *, dry_run: bool) -> int:
     """Delete every item that carries our key; nothing else."""
     sink = open_sink(settings, settings.reminders)
     try:
-        items = list(sink.managed())
+        items, foreign = planning.ours(list(sink.managed()), owner_of(settings))
         for item in items:
             if dry_run:
                 print(f"would remove {item.kind} {item.key}")
             else:
                 sink.delete(item)
+        if not dry_run and items:
+            # what purge removed was removed on purpose: forget it, so no guard mistakes it
+            # for an accident and no tombstone keeps a need from being written again
+            _forget(settings, [(i.key, i.kind) for i in items])
+        if foreign:
+            print(f"{sum(foreign.values())} items of another installation or copies were left alone.")
         if dry_run:
             print(f"{len(items)} items would be removed; run with --yes to remove them.")
         else:
@@ -365,6 +398,15 @@ def purge(settings: Settings, *, dry_run: bool) -> int:
     finally:
         sink.close()
     return EXIT_OK
+
+
+def _forget(settings: Settings, slots: list[tuple[str, str]]) -> None:
+    with run_lock(settings.state_dir):
+        state = State.open(settings.state_dir)
+        try:
+            state.forget_records(slots)
+        finally:
+            state.close()
 
 
 def demo(folder: Path, now: datetime) -> int:

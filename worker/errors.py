@@ -81,3 +81,33 @@ class LockedError(WorkerError):
 
 class StateError(WorkerError):
     """The state database is unusable (corrupt, newer schema)."""
+
+
+class GuardError(ConnectorError):
+    """A safety guard stopped the pass before it changed anything; `way_out` names the flag or
+    action that accepts what the guard saw when it was intended (docs/design.md "Guards")."""
+
+    way_out = ""
+
+
+class SourceLossError(GuardError):
+    """A source that held objects lists none, or lost most of them at once."""
+
+    way_out = "callsheet run --once --accept-source-loss"
+
+    def __init__(self, message: str, *, source: str = "", operation: str = "", lost: int = 0, held: int = 0):
+        super().__init__(message, source=source, operation=operation)
+        self.lost = lost
+        self.held = held
+
+
+class MassDeletionError(GuardError):
+    """The reminders calendar suddenly holds none of the reminders written earlier."""
+
+    way_out = "callsheet run --once --accept-deletions"
+
+
+class ClockError(GuardError):
+    """`now` is more than an hour before the last pass: the clock is wrong."""
+
+    way_out = "fix the system clock (NTP); the next pass with a correct clock goes on"

@@ -239,6 +239,25 @@ class ItemName:
     generation: int
 
 
+RecordStatus = Literal["open", "withdrawn", "tombstone"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What state remembers of one item we wrote."""
+
+    key: ReminderKey
+    kind: ItemKind
+    status: str  # RecordStatus
+    ref: str = ""
+    etag: str = ""
+    payload_hash: str = ""
+    start: datetime | None = None
+    generation: int = 0
+    client_id: str = ""
+    reason: str = ""
+
+
 ManagedStatus = Literal["open", "completed", "cancelled"]
 
 

@@ -14,7 +14,7 @@ Pure: the runner is the only code that applies actions. Rules (DESIGN.md "Reconc
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 
 from worker.model import (
@@ -24,6 +24,7 @@ from worker.model import (
     ItemKind,
     Keep,
     Managed,
+    Record,
     Reminder,
     ReminderKey,
     Tombstone,
@@ -31,23 +32,10 @@ from worker.model import (
     Withdraw,
 )
 
-RecordStatus = str  # "open" | "withdrawn" | "tombstone"
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What state remembers of one item we wrote."""
-
-    key: ReminderKey
-    kind: ItemKind
-    status: RecordStatus
-    ref: str = ""
-    etag: str = ""
-    payload_hash: str = ""
-    start: datetime | None = None
-
+__all__ = ["Record", "Slot", "action_name", "current_items", "reconcile"]
 
 Slot = tuple[ReminderKey, ItemKind]
+FIRST_GENERATION = 1  # worker.identity.FIRST_GENERATION (the pure core imports only the model)
 
 
 def _withdraw(item: Managed, now: datetime, note: str) -> Withdraw:
@@ -57,6 +45,49 @@ def _withdraw(item: Managed, now: datetime, note: str) -> Withdraw:
     )
 
 
+def _newest(items: Iterable[Managed]) -> Managed | None:
+    """The latest incarnation; of two with one generation (a copy), the open one."""
+    best: Managed | None = None
+    for each in items:
+        if (
+            best is None
+            or each.generation > best.generation
+            or (each.generation == best.generation and best.status != "open" and each.status == "open")
+        ):
+            best = each
+    return best
+
+
+def current_items(
+    records: Mapping[Slot, Record], held: Iterable[Managed]
+) -> tuple[dict[Slot, Managed], set[Slot]]:
+    """The item of each slot's current incarnation, and the slots whose item is newer than state.
+
+    With a record, the current item is the one of the record's generation (older ones are
+    history: a withdrawn task stays completed, a past event stays), or a newer one that a
+    crash left unrecorded. Without a record, the newest item found.
+    """
+    by_slot: dict[Slot, list[Managed]] = {}
+    for each in held:
+        by_slot.setdefault((each.key, each.kind), []).append(each)
+    current: dict[Slot, Managed] = {}
+    newer: set[Slot] = set()
+    for slot, items in by_slot.items():
+        record = records.get(slot)
+        if record is None:
+            found = _newest(items)
+        else:
+            ahead = [i for i in items if i.generation > record.generation]
+            if ahead and record.status != "tombstone":
+                found = _newest(ahead)
+                newer.add(slot)
+            else:
+                found = _newest(i for i in items if i.generation == record.generation)
+        if found is not None:
+            current[slot] = found
+    return current, newer
+
+
 def reconcile(
     desired: Iterable[Reminder],
     live_keys: Iterable[ReminderKey],
@@ -64,6 +95,7 @@ def reconcile(
     held: Iterable[Managed],
     *,
     now: datetime,
+    notes: Mapping[ReminderKey, str] | None = None,
 ) -> list[Action]:
     """Plan the actions for one pass.
 
@@ -72,25 +104,29 @@ def reconcile(
         live_keys: every need key that still exists in any state (due, upcoming, stale);
             an item whose key is not here has resolved.
         records: state, by (key, kind).
-        held: every item carrying our key that the sink holds.
+        held: every item of ours the sink holds (ownership already judged), any generation.
         now: the pass's time (future events are deleted on withdraw, past ones left).
+        notes: why each resolved key resolved, for the withdrawn task's note (default "resolved").
 
     Returns:
-        Actions in a stable order (by key, kind); Keep for items left as they are.
+        Actions in a stable order (by key, kind); Keep for items left as they are. A Create
+        carries the generation to write: the next one after a withdrawal or after items found.
     """
     want = {(r.key, r.kind): r for r in desired}
     live = set(live_keys)
-    items: dict[Slot, Managed] = {}
+    why = notes or {}
+    items, newer = current_items(records, held)
+    generations: dict[Slot, int] = {}
     for each in held:
         slot = (each.key, each.kind)
-        # two items with one key (a copy made by hand): keep the open one
-        if slot not in items or items[slot].status != "open":
-            items[slot] = each
-    handled: set[ReminderKey] = {k for (k, _), r in records.items() if r.status == "tombstone"}
+        generations[slot] = max(generations.get(slot, 0), each.generation)
+    # a newer item than state knows (a crash between writing it and recording it): unrecorded
+    known = {slot: r for slot, r in records.items() if slot not in newer}
+    handled: set[ReminderKey] = {k for (k, _), r in known.items() if r.status == "tombstone"}
     actions: dict[Slot, Action] = {}
 
     # First: what did the therapist do with items we wrote?
-    for slot, written in records.items():
+    for slot, written in known.items():
         if written.status != "open":
             continue
         found = items.get(slot)
@@ -102,25 +138,23 @@ def reconcile(
             handled.add(slot[0])
     # Items state lost that the therapist already closed: remember that too.
     for slot, found in items.items():
-        if slot not in records and found.status != "open":
+        if slot not in known and found.status != "open":
             actions[slot] = Tombstone(slot[0], slot[1], f"found {found.status}")
             handled.add(slot[0])
 
-    for slot in sorted(set(want) | set(items) | set(records)):
+    for slot in sorted(set(want) | set(items) | set(known)):
         if slot in actions:
             continue
         key, kind = slot
-        record = records.get(slot)
+        record = known.get(slot)
         item = items.get(slot)
         reminder = want.get(slot)
+        resolved_note = why.get(key, "resolved")
         if record is not None and record.status == "tombstone":
             if item is not None and item.status == "open" and key not in live:
-                actions[slot] = _withdraw(item, now, "resolved")
+                actions[slot] = _withdraw(item, now, resolved_note)
             else:
                 actions[slot] = Keep(key, kind)
-            continue
-        if record is not None and record.status == "withdrawn" and reminder is None:
-            actions[slot] = Keep(key, kind)  # withdrawn earlier (a past event is left alone)
             continue
         if key in handled:
             # the sibling of an item the therapist handled
@@ -131,15 +165,25 @@ def reconcile(
             else:
                 actions[slot] = Keep(key, kind)
             continue
+        if record is not None and record.status == "withdrawn":
+            if reminder is None:
+                actions[slot] = Keep(key, kind)  # withdrawn earlier (a past event is left alone)
+            else:
+                # the need came back: a fresh item (a new name), placed like a new one
+                fresh = max(record.generation, generations.get(slot, 0)) + 1
+                actions[slot] = Create(replace(reminder, generation=fresh))
+            continue
         if reminder is not None:
             if item is not None and item.status != "open":
                 actions[slot] = Keep(key, kind)  # we closed it earlier; leave it closed
             elif item is None:
-                actions[slot] = Create(reminder)
+                fresh = max(generations.get(slot, 0) + 1, FIRST_GENERATION)
+                actions[slot] = Create(replace(reminder, generation=fresh))
             elif item.payload_hash != reminder.payload_hash:
-                actions[slot] = Update(reminder, item)  # also adopts it when state lost it
+                # also adopts it when state lost it
+                actions[slot] = Update(replace(reminder, generation=item.generation), item)
             elif record is None:
-                actions[slot] = Adopt(reminder, item)
+                actions[slot] = Adopt(replace(reminder, generation=item.generation), item)
             else:
                 actions[slot] = Keep(key, kind)
             continue
@@ -147,7 +191,7 @@ def reconcile(
             if key in live:
                 actions[slot] = Keep(key, kind)  # still needed (stale or upcoming): leave it
             else:
-                actions[slot] = _withdraw(item, now, "resolved")
+                actions[slot] = _withdraw(item, now, resolved_note)
             continue
         actions[slot] = Keep(key, kind)
     return [actions[s] for s in sorted(actions)]

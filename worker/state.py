@@ -20,10 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from worker.errors import LockedError, StateError
-from worker.model import Busy, ClientId, ItemKind, Observation, ReminderKey
-from worker.reconcile import Record
+from worker.model import Busy, ClientId, ItemKind, Observation, Record, ReminderKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -69,6 +68,33 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (key, kind)
     );
     """,
+    # 2: per-item generations (worker.identity), the objects each source holds (source-loss
+    # guard), per-item write failures, and pass metadata (clock guard)
+    2: """
+    ALTER TABLE reminders ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE objects (
+        source TEXT NOT NULL,
+        item TEXT NOT NULL,
+        PRIMARY KEY (source, item)
+    );
+    INSERT OR IGNORE INTO objects (source, item)
+        SELECT DISTINCT source, item FROM occurrences WHERE item != '';
+    CREATE TABLE failures (
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        class TEXT NOT NULL,
+        permanent INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        PRIMARY KEY (key, kind)
+    );
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 }
 
 
@@ -85,6 +111,26 @@ def secure_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(PermissionError):
         os.chmod(path, 0o700)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` atomically with `data`, created 0600 (health, tokens, drafts, the demo).
+
+    The temporary file sits next to the target, is fsynced, then renamed over it: a crash
+    leaves the old file or the new one, never half of either.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _touch_private(path: Path) -> None:
@@ -116,6 +162,46 @@ def run_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+class _Corrupt(sqlite3.DatabaseError):
+    """The integrity check failed."""
+
+
+def is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """True only for a file that is not a database or whose contents are damaged."""
+    if isinstance(exc, _Corrupt):
+        return True
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or name.startswith("SQLITE_CORRUPT_"):
+        return True
+    text = str(exc).lower()
+    return not name and ("file is not a database" in text or "malformed" in text)
+
+
+_STATE_FIXES = {
+    "locked": "another program holds the database; it is retried next pass (stop any other callsheet "
+    "using this state folder)",
+    "busy": "another program holds the database; it is retried next pass",
+    "full": "the disk is full: free some space",
+    "readonly": "the folder or file is read-only: make state_dir writable by the user running callsheet",
+    "perm": "permission denied: make state_dir writable by the user running callsheet",
+    "cantopen": "the file cannot be opened: check that state_dir exists, is a folder and is writable",
+    "ioerr": "the disk reported an I/O error: check the disk",
+}
+
+
+def unusable(path: Path | None, exc: sqlite3.DatabaseError) -> StateError:
+    """A StateError naming the database and the fix (never a move aside)."""
+    name = str(getattr(exc, "sqlite_errorname", "")).lower()
+    text = str(exc).lower()
+    fix = "check the state folder; the database was left in place"
+    for word, advice in _STATE_FIXES.items():
+        if word in name or word in text:
+            fix = advice
+            break
+    where = str(path) if path is not None else "the state database"
+    return StateError(f"the state database {where} cannot be used now ({text or name}): {fix}")
+
+
 @dataclass(frozen=True, slots=True)
 class StoredOccurrence:
     observation: Observation
@@ -136,15 +222,22 @@ class State:
     def open(cls, state_dir: Path) -> State:
         """Open (creating and migrating) state_dir/state.db.
 
-        A file that is not a usable database is renamed to state.db.corrupt-<time> and a new
-        one is started; `moved_aside` says where the old one went.
+        Only a file that is not a database, or fails its integrity check, is renamed to
+        state.db.corrupt-<time> and a new one started (`moved_aside` says where the old one
+        went). A locked, full, read-only or unreadable database is left exactly where it is.
+
+        Raises:
+            StateError: the database cannot be used now (busy, disk full, permissions, I/O);
+                the message names the path and what to do.
         """
         secure_dir(state_dir)
         path = state_dir / "state.db"
         moved: Path | None = None
         try:
             state = cls._connect(path)
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                raise unusable(path, exc) from exc
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             moved = path.with_name(f"state.db.corrupt-{stamp}")
             os.replace(path, moved)
@@ -152,7 +245,10 @@ class State:
                 side = path.with_name(path.name + suffix)
                 if side.exists():
                     os.replace(side, moved.with_name(moved.name + suffix))
-            state = cls._connect(path)
+            try:
+                state = cls._connect(path)
+            except sqlite3.DatabaseError as again:
+                raise unusable(path, again) from again
         state.moved_aside = moved
         return state
 
@@ -174,7 +270,7 @@ class State:
             conn.execute("PRAGMA foreign_keys=ON")
             check = conn.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
-                raise sqlite3.DatabaseError("quick_check failed")
+                raise _Corrupt("quick_check failed")
             state = cls(conn, path)
             state._migrate()
         except sqlite3.DatabaseError:
@@ -220,13 +316,18 @@ class State:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction; a database error inside it is a StateError, never corruption."""
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise unusable(self.path, exc) from exc
 
     # -- cursors ------------------------------------------------------------------------------
 
@@ -236,6 +337,34 @@ class State:
             return None
         value = json.loads(row[0])
         return value if isinstance(value, dict) else None
+
+    def objects(self, source: str) -> set[str]:
+        """The objects (files, hrefs, event ids) the source held after the last pass."""
+        rows = self.conn.execute("SELECT item FROM objects WHERE source = ?", (source,))
+        return {r[0] for r in rows}
+
+    # -- pass metadata ----------------------------------------------------------------------------
+
+    def meta(self, name: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+    def last_pass(self) -> datetime | None:
+        """The `now` of the latest pass that wrote anything (the clock guard compares with it)."""
+        return _dt(self.meta("last_pass_at"))
+
+    def note_pass(self, now: datetime) -> None:
+        last = self.last_pass()
+        if last is None or now > last:
+            self.set_meta("last_pass_at", _iso(now) or "")
 
     # -- appointment history ------------------------------------------------------------------
 
@@ -265,8 +394,14 @@ class State:
                 present = set(changed)
                 listed = db.execute("SELECT DISTINCT item FROM occurrences WHERE source = ?", (source,))
                 gone |= {r[0] for r in listed if r[0] not in present}
-                # a complete listing also names unchanged objects: they are in `changed` with
-                # their occurrences, so nothing else to do for them.
+                db.execute("DELETE FROM objects WHERE source = ?", (source,))
+            db.executemany("DELETE FROM objects WHERE source = ? AND item = ?", [(source, i) for i in gone])
+            db.executemany(
+                "INSERT OR IGNORE INTO objects (source, item) VALUES (?, ?)",
+                [(source, i) for i in changed if i not in gone],
+            )
+            # a complete listing also names unchanged objects: they are in `changed` with
+            # their occurrences, so nothing else to do for them.
             for item, occurrences in changed.items():
                 keep = {o.observation.id for o in occurrences}
                 rows = db.execute(
@@ -384,8 +519,9 @@ class State:
 
     def records(self) -> dict[tuple[ReminderKey, ItemKind], Record]:
         out = {}
-        for key, kind, status, ref, etag, payload, start in self.conn.execute(
-            "SELECT key, kind, status, ref, etag, payload_hash, start FROM reminders"
+        for key, kind, status, ref, etag, payload, start, generation, client_id, reason in self.conn.execute(
+            "SELECT key, kind, status, ref, etag, payload_hash, start, generation, client_id, reason "
+            "FROM reminders"
         ):
             out[(ReminderKey(key), kind)] = Record(
                 key=ReminderKey(key),
@@ -395,6 +531,9 @@ class State:
                 etag=etag,
                 payload_hash=payload,
                 start=_dt(start),
+                generation=generation,
+                client_id=client_id,
+                reason=reason,
             )
         return out
 
@@ -412,15 +551,19 @@ class State:
         client_id: str | None = None,
         reason: str | None = None,
         note: str | None = None,
+        generation: int | None = None,
     ) -> None:
-        """Insert or update one reminder record (its own transaction)."""
+        """Insert or update one reminder record (its own transaction); a write clears its failure."""
         with self.transaction() as db:
+            if status != "failed":
+                db.execute("DELETE FROM failures WHERE key = ? AND kind = ?", (key, kind))
             db.execute(
                 """INSERT INTO reminders (key, kind, status, ref, etag, payload_hash, start,
-                       client_id, reason, note, created_at, updated_at)
+                       client_id, reason, note, created_at, updated_at, generation)
                    VALUES (?, ?, ?, COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?,
-                           COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?, ?)
+                           COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?, ?, COALESCE(?, 0))
                    ON CONFLICT (key, kind) DO UPDATE SET status = excluded.status,
+                       generation = COALESCE(?, reminders.generation),
                        ref = COALESCE(?, reminders.ref), etag = COALESCE(?, reminders.etag),
                        payload_hash = COALESCE(?, reminders.payload_hash),
                        start = COALESCE(excluded.start, reminders.start),
@@ -441,6 +584,8 @@ class State:
                     note,
                     _iso(now),
                     _iso(now),
+                    generation,
+                    generation,
                     ref,
                     etag,
                     payload_hash,
@@ -450,10 +595,54 @@ class State:
                 ),
             )
 
-    def open_reminders(self) -> list[tuple[str, str, str, str]]:
-        """(key, kind, client_id, reason) of every reminder we wrote that is still open."""
-        return list(
-            self.conn.execute(
-                "SELECT key, kind, client_id, reason FROM reminders WHERE status = 'open' ORDER BY key, kind"
+    def forget_records(self, slots: Iterable[tuple[str, str]]) -> None:
+        """Drop the records of items removed on purpose (`purge`)."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM reminders WHERE key = ? AND kind = ?", list(slots))
+            db.executemany("DELETE FROM failures WHERE key = ? AND kind = ?", list(slots))
+
+    # -- per-item write failures --------------------------------------------------------------------
+
+    def note_failure(
+        self, key: str, kind: str, *, generation: int, error: str, permanent: bool, now: datetime
+    ) -> None:
+        """Remember that writing one item failed (class only, no message: it may quote data)."""
+        with self.transaction() as db:
+            db.execute(
+                """INSERT INTO failures (key, kind, generation, class, permanent, count, first_at, last_at)
+                   VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+                   ON CONFLICT (key, kind) DO UPDATE SET generation = excluded.generation,
+                       class = excluded.class, permanent = excluded.permanent,
+                       count = failures.count + 1, last_at = excluded.last_at""",
+                (key, kind, generation, error, int(permanent), _iso(now), _iso(now)),
             )
-        )
+
+    def failures(self) -> dict[tuple[ReminderKey, ItemKind], Failure]:
+        out = {}
+        for key, kind, generation, error, permanent, count, first, last in self.conn.execute(
+            "SELECT key, kind, generation, class, permanent, count, first_at, last_at FROM failures"
+        ):
+            first_at, last_at = _dt(first), _dt(last)
+            assert first_at is not None and last_at is not None
+            out[(ReminderKey(key), kind)] = Failure(
+                generation=generation,
+                error=error,
+                permanent=bool(permanent),
+                count=count,
+                first_at=first_at,
+                last_at=last_at,
+            )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A write of one item that did not go through: its class, whether the server refused it
+    for good (permanent: retried after `PERMANENT_RETRY`), how often, since when."""
+
+    generation: int
+    error: str
+    permanent: bool
+    count: int
+    first_at: datetime
+    last_at: datetime

@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.errors import DataError
+from worker.identity import google_event_id, item_uid, parse_google_event_id
 from worker.model import Attendee, Event, EventStatus, Managed, Reminder, ReminderKey
 
 KEY_PROP = "x-callsheet-key"
@@ -29,6 +30,7 @@ HASH_PROP = "x-callsheet-hash"
 # One fixed name=value on every event we write: the single privateExtendedProperty filter
 # that lists our items (a filter needs an exact value, and each key is different).
 MARK_PROP = "x-callsheet-app"
+OWNER_PROP = "x-callsheet-owner"
 MARK_VALUE = "callsheet"
 MARK_FILTER = f"{MARK_PROP}={MARK_VALUE}"
 
@@ -238,7 +240,7 @@ def _moment(value: datetime, tz: ZoneInfo) -> dict[str, str]:
 def event_body(reminder: Reminder, *, tz: ZoneInfo, alarm_minutes: int) -> dict[str, Any]:
     """The Calendar event we insert for a reminder (id = the key: valid base32hex)."""
     return {
-        "id": reminder.key,
+        "id": google_event_id(reminder.key, reminder.generation),
         "summary": reminder.title,
         "description": reminder.description,
         "start": _moment(reminder.start, tz),
@@ -257,6 +259,7 @@ def private_properties(reminder: Reminder) -> dict[str, str]:
         CLIENT_PROP: reminder.client_id,
         HASH_PROP: reminder.payload_hash,
         MARK_PROP: MARK_VALUE,
+        OWNER_PROP: reminder.owner,
     }
 
 
@@ -267,16 +270,22 @@ def managed_event(raw: Mapping[str, Any]) -> Managed | None:
     if not isinstance(key, str) or not _KEY_ID.match(key):
         return None
     start = parse_when(raw.get("start"), UTC)
+    ident = str(raw.get("id") or "")
+    named = parse_google_event_id(ident)
     return Managed(
         key=ReminderKey(key),
         kind="event",
-        ref=str(raw.get("id") or key),
+        ref=ident or key,
         etag=str(raw.get("etag") or ""),
         start=start if isinstance(start, datetime) else None,
         status="cancelled" if raw.get("status") == "cancelled" else "open",
         payload_hash=str(props.get(HASH_PROP) or ""),
         client_id=str(props.get(CLIENT_PROP) or ""),
         reason=str(props.get(REASON_PROP) or ""),
+        uid=item_uid(named.key, "event", named.generation) if named else "",
+        named=named,
+        owner=str(props.get(OWNER_PROP) or ""),
+        generation=named.generation if named else -1,
     )
 
 
@@ -284,7 +293,8 @@ def key_line(reminder: Reminder) -> str:
     """The notes' last line of a task: how we find it again (Tasks has no client ids)."""
     return (
         f"{TASK_KEY_PREFIX} {reminder.key} reason={reminder.reason.value} "
-        f"client={reminder.client_id} hash={reminder.payload_hash}"
+        f"client={reminder.client_id} hash={reminder.payload_hash} gen={reminder.generation} "
+        f"owner={reminder.owner}"
     )
 
 
@@ -353,4 +363,12 @@ def managed_task(raw: Mapping[str, Any], tz: tzinfo) -> Managed | None:
         payload_hash=fields.get("hash", ""),
         client_id=fields.get("client", ""),
         reason=fields.get("reason", ""),
+        uid=item_uid(match.group(1), "task", _generation(fields)),
+        owner=fields.get("owner", ""),
+        generation=_generation(fields),
     )
+
+
+def _generation(fields: Mapping[str, str]) -> int:
+    text = fields.get("gen", "0")
+    return int(text) if text.isdigit() and len(text) < 9 else 0

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from connectors.base import Receipt
+from connectors.base import Capabilities, Receipt
 from connectors.google import convert
 from connectors.google.api import Account, DuplicateError, GoogleApi
 from connectors.google.auth import EVENT_WRITE_SCOPES, TASK_SCOPES
 from worker.errors import ConfigError, ConflictError, NotFoundError, Problem
+from worker.identity import google_event_id
 from worker.model import ItemKind, Managed, Reminder
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ TASK_PAGE = 100  # the most tasks.list allows
 TASKLIST_PAGE = 1000
 
 
-class GoogleSink:
+class GoogleSink(Capabilities):
     """Writes reminder events to the calls calendar and reminder tasks to a task list."""
 
     def __init__(self, settings: Settings, reminders: ReminderSettings) -> None:
@@ -190,6 +191,7 @@ class GoogleSink:
 
     def _create_event(self, reminder: Reminder) -> Receipt:
         events = self.api.calendar.events()
+        event_id = google_event_id(reminder.key, reminder.generation)
         body = convert.event_body(reminder, tz=self.tz, alarm_minutes=self.alarm_minutes)
         try:
             made = self.api.call(
@@ -198,13 +200,13 @@ class GoogleSink:
             )
         except DuplicateError:
             existing = self.api.call(
-                events.get(calendarId=self.calendar_id, eventId=reminder.key), operation="events.get"
+                events.get(calendarId=self.calendar_id, eventId=event_id), operation="events.get"
             )
             if existing.get("status") == "cancelled":
                 # the therapist deleted it (Google keeps the id): handled, never recreated
-                return Receipt(ref=str(existing.get("id") or reminder.key), gone=True)
-            return Receipt(ref=str(existing.get("id") or reminder.key), etag=str(existing.get("etag") or ""))
-        return Receipt(ref=str(made.get("id") or reminder.key), etag=str(made.get("etag") or ""))
+                return Receipt(ref=str(existing.get("id") or event_id), gone=True)
+            return Receipt(ref=str(existing.get("id") or event_id), etag=str(existing.get("etag") or ""))
+        return Receipt(ref=str(made.get("id") or event_id), etag=str(made.get("etag") or ""))
 
     def _create_task(self, reminder: Reminder) -> Receipt:
         tasklist = self._find_tasklist(create=True)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from connectors.base import Capabilities
 from connectors.google import convert
 from connectors.google.api import Account, GoneError, GoogleApi
 from connectors.google.auth import READ_SCOPES
@@ -37,7 +38,7 @@ CURSOR_VERSION = 1
 PAGE_SIZE = 2500  # the most Google allows; a page may still hold fewer
 
 
-class GoogleSource:
+class GoogleSource(Capabilities):
     """Reads appointments from Google Calendar."""
 
     def __init__(self, settings: Settings, source: SourceSettings) -> None:

@@ -117,4 +117,4 @@ class TestVdirSink(SinkContract):
         sink.create(reminder())
         (path,) = (tmp_path / "out" / "calls").glob("callsheet-*.ics")
         assert path.stat().st_mode & 0o777 == 0o600
-        assert path.name == f"callsheet-{reminder().key}.ics"
+        assert path.name == f"callsheet-{reminder().key}-e1.ics"

@@ -10,13 +10,14 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from connectors.base import Receipt
-from connectors.ical import build_item, complete_item, read_item, uid_for, update_item
-from worker.errors import ConflictError, TransientError
+from connectors.base import Capabilities, Receipt
+from connectors.ical import build_item, complete_item, read_item, update_item
+from worker.errors import ConflictError, RefusedError, TransientError
+from worker.identity import file_name
 from worker.model import ItemKind, Managed, Reminder
 
 
-class MemorySink:
+class MemorySink(Capabilities):
     """Reminders kept in a dict {ref: bytes}; etags are a counter per ref."""
 
     name = "memory"
@@ -27,6 +28,8 @@ class MemorySink:
         self.etags: dict[str, int] = {}
         self.calls: Counter[str] = Counter()
         self.fail_after: int | None = None
+        # refs (or "kind/" prefixes) the "server" refuses to write: tests of per-item failures
+        self.refuse: set[str] = set()
 
     def _tick(self, op: str) -> None:
         self.calls[op] += 1
@@ -46,13 +49,15 @@ class MemorySink:
     def managed(self) -> Iterator[Managed]:
         self._tick("list")
         for ref, data in sorted(self.items.items()):
-            item = read_item(data, ref=ref, etag=str(self.etags[ref]))
+            item = read_item(data, ref=ref, etag=str(self.etags[ref]), name=ref.split("/", 1)[1])
             if item is not None:
                 yield item
 
     def create(self, reminder: Reminder) -> Receipt:
         self._tick("create")
-        ref = f"{reminder.kind}/{uid_for(reminder.key)}.ics"
+        ref = f"{reminder.kind}/{file_name(reminder.key, reminder.kind, reminder.generation)}"
+        if ref in self.refuse or f"{reminder.kind}/" in self.refuse:
+            raise RefusedError("injected refusal", operation="create")
         if ref in self.items:
             return Receipt(ref=ref, etag=str(self.etags[ref]))
         return self._store(ref, build_item(reminder, stamp=datetime.now(UTC)))
@@ -81,9 +86,14 @@ class MemorySink:
 
     # -- what a therapist does by hand ------------------------------------------------------------
 
+    def ref_of(self, key: str, kind: ItemKind) -> str:
+        """The ref of the newest item of this key and kind."""
+        refs = sorted(r for r in self.items if r.startswith(f"{kind}/callsheet-{key}"))
+        return max(refs, key=lambda r: (len(r), r))
+
     def therapist_deletes(self, key: str, kind: ItemKind = "event") -> None:
-        self.items.pop(f"{kind}/{uid_for(key)}.ics")
+        self.items.pop(self.ref_of(key, kind))
 
     def therapist_completes(self, key: str) -> None:
-        ref = f"task/{uid_for(key)}.ics"
+        ref = self.ref_of(key, "task")
         self._store(ref, complete_item(self.items[ref], note="done", stamp=datetime.now(UTC)))

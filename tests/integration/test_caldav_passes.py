@@ -116,12 +116,13 @@ def test_pass_writes_events_and_tasks(dp: DavPractice, capsys: pytest.CaptureFix
     tasks = components(dp.tasks.objects(), "VTODO")
     assert set(events) == keys and set(tasks) == keys
     for key, event in events.items():
-        assert str(event["UID"]) == f"callsheet-{key}"
+        assert str(event["UID"]) == f"callsheet-{key}-e1"
+        assert str(tasks[key]["UID"]) == f"callsheet-{key}-t1"  # never one UID for both (Cyrus, iCloud)
         assert str(event["CLASS"]) == "PRIVATE" and str(event["TRANSP"]) == "TRANSPARENT"
         assert len(list(event.walk("VALARM"))) == 1
         assert tasks[key]["DUE"].dt == event["DTSTART"].dt
         assert not any(name in str(event["SUMMARY"]) for name in NAMES)
-    assert set(dp.events.objects()) == {f"callsheet-{k}.ics" for k in keys}
+    assert set(dp.events.objects()) == {f"callsheet-{k}-e1.ics" for k in keys}
     assert dp.source.objects() == source_before  # the source is never written
 
 
@@ -188,7 +189,7 @@ def test_deleted_reminder_becomes_tombstone(dp: DavPractice, capsys: pytest.Capt
     """The therapist deleting our event means handled: it is not recreated and its task is completed."""
     assert dp.run(NOW) == 0
     need = next(x for x in dp.plan(NOW, capsys) if x["reason"] == "no_show")
-    dp.events.delete(f"callsheet-{need['key']}")
+    dp.events.delete(f"callsheet-{need['key']}-e1")
     assert dp.run(NOW) == 0
     assert dp.run(NOW) == 0
     assert need["key"] not in components(dp.events.objects(), "VEVENT")

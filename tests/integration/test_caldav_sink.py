@@ -55,7 +55,7 @@ def collections(dav_server: DavServer) -> tuple[DavCollection, DavCollection]:
 
 def _edit(collection: DavCollection, key: str, summary: str) -> None:
     """The therapist edits our event in her calendar app (a plain PUT over it)."""
-    name = f"callsheet-{key}"
+    name = f"callsheet-{key}-e1"
     cal = icalendar.Calendar.from_ical(collection.get(name))
     for comp in cal.walk("VEVENT"):
         comp["SUMMARY"] = summary
@@ -77,7 +77,7 @@ def test_update_never_overwrites_the_therapists_edit(
     _edit(events, item.key, "moved by me")
     with pytest.raises(ConflictError):
         sink.update(reminder(text="second"), item)
-    assert b"moved by me" in events.get(f"callsheet-{item.key}")
+    assert b"moved by me" in events.get(f"callsheet-{item.key}-e1")
     sink.close()
 
 
@@ -92,7 +92,7 @@ def test_withdraw_with_stale_etag_keeps_the_item(
     _edit(events, item.key, "moved by me")
     with pytest.raises(ConflictError):
         sink.withdraw(item, note="resolved", delete=True)
-    assert b"moved by me" in events.get(f"callsheet-{item.key}")
+    assert b"moved by me" in events.get(f"callsheet-{item.key}-e1")
     (fresh,) = sink.managed()
     sink.withdraw(fresh, note="resolved", delete=True)
     assert sink.managed() == []
@@ -119,7 +119,7 @@ def test_create_refuses_a_name_held_by_someone_else(
 ) -> None:
     """If our resource name holds an object without our key, create raises instead of overwriting."""
     events, tasks = collections
-    uid = f"callsheet-{reminder().key}"
+    uid = f"callsheet-{reminder().key}-e1"
     events.put(uid, vcalendar(vevent(uid, "Not ours", local("2026-03-12 12:00"))))
     sink = _sink(tmp_path, events, tasks)
     with pytest.raises(ConflictError):

@@ -101,7 +101,7 @@ def test_reminders_and_tasks_are_written_once_and_a_second_pass_writes_nothing(g
     ]
     for event in events:
         private = event["extendedProperties"]["private"]
-        assert event["id"] == private[KEY_PROP]
+        assert event["id"] == f"{private[KEY_PROP]}e1"  # worker.identity.google_event_id
         assert private[MARK_PROP] == "callsheet"
         assert set(private) >= {
             "x-callsheet-key",

@@ -62,7 +62,7 @@ def test_create_twice_adopts_the_existing_event_after_a_409(gp: GooglePractice, 
     """A second insert of the same key answers 409; the live event is fetched and adopted."""
     first = sink.create(_reminder())
     second = sink.create(_reminder())
-    assert first.ref == second.ref == _reminder().key
+    assert first.ref == second.ref == f"{_reminder().key}e1"  # worker.identity.google_event_id
     assert [c.status for c in gp.fake.calls("calendar.events.insert")] == [200, 409]
     assert len(gp.fake.calls("calendar.events.get")) == 1
     assert len(gp.ours()) == 1
@@ -73,7 +73,7 @@ def test_create_of_an_event_the_therapist_deleted_is_gone_and_listed_cancelled(
 ) -> None:
     """A deleted reminder (cancelled tombstone) is never revived: create says gone, managed() says cancelled."""
     sink.create(_reminder())
-    gp.fake.delete_event(gp.calls_calendar, _reminder().key)
+    gp.fake.delete_event(gp.calls_calendar, f"{_reminder().key}e1")
     receipt = sink.create(_reminder())
     assert receipt.gone is True
     assert [c.status for c in gp.fake.calls("calendar.events.insert")][-1] == 409
@@ -90,7 +90,7 @@ def test_update_rewrites_text_and_hash_but_keeps_the_time_the_therapist_chose(
     """update() patches title, description and hash only; a moved reminder stays where it was put."""
     sink.create(_reminder())
     moved = {"dateTime": "2026-03-19T16:00:00-05:00", "timeZone": "America/Chicago"}
-    gp.fake.update_event(gp.calls_calendar, _reminder().key, {"start": moved, "end": moved})
+    gp.fake.update_event(gp.calls_calendar, f"{_reminder().key}e1", {"start": moved, "end": moved})
     item = next(m for m in sink.managed() if m.kind == "event")
     sink.update(_reminder(title="Call A.Q. — new text", hash_="h2"), item)
     event = gp.ours()[0]
@@ -106,7 +106,7 @@ def test_update_of_an_event_changed_since_it_was_read_is_a_conflict(
     """The patch carries If-Match: an edit in between answers 412, a ConflictError."""
     sink.create(_reminder())
     item = next(m for m in sink.managed() if m.kind == "event")
-    gp.fake.update_event(gp.calls_calendar, _reminder().key, {"colorId": "5"})
+    gp.fake.update_event(gp.calls_calendar, f"{_reminder().key}e1", {"colorId": "5"})
     with pytest.raises(ConflictError):
         sink.update(_reminder(hash_="h2"), item)
 
@@ -120,7 +120,7 @@ def test_tasks_carry_the_key_on_the_last_line_and_a_date_in_the_practice_zone(
     assert task["due"] == "2026-03-18T00:00:00.000Z"
     assert task["title"] == "Call A.Q. — missed Mon 10:00"
     assert task["notes"].splitlines()[-1] == (
-        f"callsheet-key: {_reminder().key} reason=no_show client=c001 hash=h1"
+        f"callsheet-key: {_reminder().key} reason=no_show client=c001 hash=h1 gen=1 owner="
     )
     held = [m for m in sink.managed() if m.kind == "task"]
     assert [(m.key, m.status, m.payload_hash, m.client_id) for m in held] == [
@@ -233,7 +233,7 @@ def test_reminders_never_go_into_a_source_calendar(
     text = gp.config.read_text(encoding="utf-8").replace(gp.calls_calendar, gp.second_calendar)
     gp.config.write_text(text, encoding="utf-8")
     assert _run(gp) == 2
-    assert "must not be a [source] calendar" in capsys.readouterr().err
+    assert "would be written into the appointment calendar" in capsys.readouterr().err
     assert not [c for c in fake.log if c.http_method != "GET" and c.method != "oauth.token"]
 
 

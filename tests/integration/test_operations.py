@@ -113,35 +113,57 @@ def test_check_health(practice: Practice, capsys: pytest.CaptureFixture[str]) ->
     assert (settings.state_dir / "health.json").stat().st_mode & 0o777 == 0o600
 
 
+def _loop_pass(settings: object, now: datetime) -> None:
+    """One pass of the scheduled loop at a given clock time (the loop records health; --now does not)."""
+    runner.loop(settings, timedelta(minutes=5), clock=lambda: now, max_passes=1, stop=runner.Stop())  # type: ignore[arg-type]
+
+
 def test_attention_alert_appears_once_and_clears(practice: Practice) -> None:
     """Failing longer than alert_after writes one "needs attention" reminder; a good pass removes it."""
     _setup(practice)
+    settings = load_settings(practice.config)
     t0 = local("2026-03-11 09:00")
-    assert main(["--config", str(practice.config), "run", "--once", "--now", t0.isoformat()]) == 0
+    _loop_pass(settings, t0)
     saved = practice.calendar.rename(practice.root / "calendar-away")
     for minutes in (5, 60, 125, 130, 200):
-        now = t0 + timedelta(minutes=minutes)
-        assert main(["--config", str(practice.config), "run", "--once", "--now", now.isoformat()]) == 1
+        _loop_pass(settings, t0 + timedelta(minutes=minutes))
+        assert runner.read_health(settings.state_dir)["outcome"] == "failed"  # type: ignore[index]
     alerts = [p for p in practice.events_dir.glob("*.ics") if "callsheet needs attention" in p.read_text()]
     assert len(alerts) == 1
-    assert "has not completed a pass since" in alerts[0].read_text()
+    text = alerts[0].read_text()
+    assert "last complete pass was Wed 11 Mar 09:00" in text
+    assert "Error" not in text  # the cause in words, never a Python class name
     saved.rename(practice.calendar)
-    assert (
-        main(
-            [
-                "--config",
-                str(practice.config),
-                "run",
-                "--once",
-                "--now",
-                (t0 + timedelta(hours=4)).isoformat(),
-            ]
-        )
-        == 0
-    )
+    _loop_pass(settings, t0 + timedelta(hours=4))
     assert not [p for p in practice.events_dir.glob("*.ics") if "callsheet needs attention" in p.read_text()]
     items = [read_item(p.read_bytes(), ref=str(p)) for p in practice.events_dir.glob("*.ics")]
     assert len(items) == 2
+
+
+def test_second_incident_gets_a_fresh_alert(practice: Practice) -> None:
+    """A second failing stretch writes its alert as a new item (servers reserve deleted names)."""
+    _setup(practice)
+    settings = load_settings(practice.config)
+    t0 = local("2026-03-11 09:00")
+    _loop_pass(settings, t0)
+    names = []
+    for start in (t0 + timedelta(hours=1), t0 + timedelta(hours=6)):
+        away = practice.calendar.rename(practice.root / "calendar-away")
+        for minutes in (0, 150):
+            _loop_pass(settings, start + timedelta(minutes=minutes))
+        names += [p.name for p in practice.events_dir.glob("*.ics") if "needs attention" in p.read_text()]
+        away.rename(practice.calendar)
+        _loop_pass(settings, start + timedelta(hours=3))
+    assert len(names) == 2 and names[0] != names[1]
+
+
+def test_simulated_now_is_not_a_pass_in_health(practice: Practice) -> None:
+    """`run --now` is a simulation: health.json never records its time as the last pass."""
+    _setup(practice)
+    assert (
+        main(["--config", str(practice.config), "run", "--once", "--now", "2026-03-11T12:00:00-05:00"]) == 0
+    )
+    assert runner.read_health(load_settings(practice.config).state_dir) is None
 
 
 def test_status_table_and_json(practice: Practice, capsys: pytest.CaptureFixture[str]) -> None:

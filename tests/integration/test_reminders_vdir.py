@@ -97,7 +97,7 @@ def test_deleted_reminder_becomes_tombstone(practice: Practice, capsys: pytest.C
     _setup(practice)
     assert _run(practice) == 0
     need = next(x for x in _plan(practice, capsys) if x["reason"] == "no_show")
-    (practice.events_dir / f"callsheet-{need['key']}.ics").unlink()
+    (practice.events_dir / f"callsheet-{need['key']}-e1.ics").unlink()
     assert _run(practice) == 0
     assert _run(practice) == 0
     assert need["key"] not in _items(practice.events_dir)
@@ -126,7 +126,7 @@ def test_booking_withdraws_not_rebooked(practice: Practice, capsys: pytest.Captu
     assert need["key"] not in _items(practice.events_dir)
     task = _items(practice.tasks_dir)[need["key"]]
     assert task.status == "completed"  # type: ignore[attr-defined]
-    assert "closed (resolved)" in (practice.tasks_dir / f"callsheet-{need['key']}.ics").read_text()
+    assert "closed (resolved)" in (practice.tasks_dir / f"callsheet-{need['key']}-t1.ics").read_text()
 
 
 def test_therapist_moved_reminder_stays(practice: Practice) -> None:
@@ -158,7 +158,7 @@ def test_lost_state_is_rebuilt_by_adopting(practice: Practice) -> None:
     task_key = next(iter(_items(practice.tasks_dir)))
     # the therapist completes a task, then the state is lost
     settings = load_settings(practice.config)
-    sink_path = practice.tasks_dir / f"callsheet-{task_key}.ics"
+    sink_path = practice.tasks_dir / f"callsheet-{task_key}-t1.ics"
     sink_path.write_text(sink_path.read_text().replace("STATUS:NEEDS-ACTION", "STATUS:COMPLETED"))
     for name in ("state.db", "state.db-wal", "state.db-shm"):
         (settings.state_dir / name).unlink(missing_ok=True)

@@ -68,6 +68,7 @@ def test_vanished_appointment_counts_as_cancelled(
 def test_history_outlives_the_calendar(practice: Practice, capsys: pytest.CaptureFixture[str]) -> None:
     """A client seen months ago is remembered from state after the object left the calendar's window."""
     practice.add("avery-old", vevent("avery-old", "Avery Quinn", local("2026-01-06 10:00")))
+    practice.add("personal", vevent("personal", "Dentist", local("2026-01-08 08:00")))  # stays
     assert (
         main(["--config", str(practice.config), "run", "--once", "--now", "2026-01-07T09:00:00-06:00"]) == 0
     )

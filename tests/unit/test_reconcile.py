@@ -50,12 +50,13 @@ def held(r: Reminder, status: str = "open", **kw: object) -> Managed:
         start=r.start,
         status=status,  # type: ignore[arg-type]
         payload_hash=r.payload_hash,
+        generation=r.generation,
         **kw,
     )  # type: ignore[arg-type]
 
 
 def record(r: Reminder, status: str = "open") -> Record:
-    return Record(key=r.key, kind=r.kind, status=status, payload_hash=r.payload_hash)
+    return Record(key=r.key, kind=r.kind, status=status, payload_hash=r.payload_hash, generation=r.generation)
 
 
 def test_create_when_unknown() -> None:
@@ -145,7 +146,10 @@ def _apply(
                     sink.pop((k, kind), None)
                 elif kind == "task" and i is not None:
                     sink[(k, kind)] = replace(i, status="completed")
-                records[(k, kind)] = Record(key=k, kind=kind, status="withdrawn")
+                gen = (
+                    i.generation if i is not None else records.get((k, kind), Record(k, kind, "")).generation
+                )
+                records[(k, kind)] = Record(key=k, kind=kind, status="withdrawn", generation=gen)
             case Tombstone(key=k, kind=kind):
                 records[(k, kind)] = Record(key=k, kind=kind, status="tombstone")
 
