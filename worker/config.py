@@ -453,7 +453,7 @@ def _group_problems(
     groups = {e.id for e in entries if e.members}
     for number, entry in enumerate(entries, start=1):
 
-        def at(key: str) -> str:
+        def at(key: str, number: int = number) -> str:
             line = _line_of(text, ("clients", number - 1, key))
             return f"{path}:{line}" if line else str(path)
 
@@ -474,8 +474,8 @@ def _group_problems(
     return out
 
 
-def load_settings(path: Path) -> Settings:
-    """Load config.toml and the roster it names.
+def load_settings(path: Path, *, roster_optional: bool = False) -> Settings:
+    """Load config.toml and the roster it names (`roster_optional`: a missing roster is empty).
 
     Raises:
         ConfigError: with every problem found in both files.
@@ -493,7 +493,8 @@ def load_settings(path: Path) -> Settings:
     assert roster_path is not None
     clients: tuple[Client, ...] = ()
     try:
-        clients = load_roster(roster_path, parsed.practice.tz if parsed is not None else UTC)
+        if not (roster_optional and not roster_path.exists()):
+            clients = load_roster(roster_path, parsed.practice.tz if parsed is not None else UTC)
     except ConfigError as err:
         problems.extend(err.problems)
     if parsed is not None:

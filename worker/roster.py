@@ -112,9 +112,7 @@ class Roster:
             return None
         candidates = set().union(*hits) | {c.id for c in self.clients.values() if c.members}
         valid = [
-            c
-            for c in candidates
-            if all(any(self._people(x) <= self._people(c) for x in hit) for hit in hits)
+            c for c in candidates if all(any(self._people(x) <= self._people(c) for x in hit) for hit in hits)
         ]
         if not valid:
             return AMBIGUOUS

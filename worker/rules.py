@@ -133,7 +133,9 @@ def callable_at(client: Client, moment: datetime) -> bool:
     return not client.no_calls and (client.call_after is None or moment >= client.call_after)
 
 
-def respect_wishes(client: Client, found: Sequence[CallNeed], now: datetime, policy: Policy) -> list[CallNeed]:
+def respect_wishes(
+    client: Client, found: Sequence[CallNeed], now: datetime, policy: Policy
+) -> list[CallNeed]:
     """A client's own contact wishes, applied to the needs the rules found for them.
 
     `no_calls`: no call at all (a termination letter is a letter, not a call: it stays).

@@ -53,7 +53,9 @@ def test_a_break_that_ended_long_ago_changes_nothing(tmp_path, plan):
     """A pause before the last session does not move its rebooking call."""
     practice = _practice(tmp_path, pause_until="2026-01-05")
     practice.add("seen", vevent("rh-4", "Avery Quinn", SEEN))
-    assert plan(practice, "2026-03-18T09:00") == [("c001", "not_rebooked", "due", "2026-03-17T10:50:00-05:00")]
+    assert plan(practice, "2026-03-18T09:00") == [
+        ("c001", "not_rebooked", "due", "2026-03-17T10:50:00-05:00")
+    ]
 
 
 def test_a_break_holds_the_lapsed_call_but_not_the_no_show_call(tmp_path, plan):
@@ -92,7 +94,11 @@ def test_no_calls_leaves_only_the_letter(tmp_path, plan):
 def test_a_double_booking_calls_the_client_who_may_be_called(tmp_path, plan):
     """The later-booked client asked for no calls: the other one is called to move instead."""
     practice = _practice(tmp_path, no_calls="true")
-    practice.add("a", vevent("rh-10", "Blake Rowe", local("2026-03-20 10:00"), created=local("2026-03-01 09:00")))
-    practice.add("b", vevent("rh-11", "Avery Quinn", local("2026-03-20 10:00"), created=local("2026-03-02 09:00")))
+    practice.add(
+        "a", vevent("rh-10", "Blake Rowe", local("2026-03-20 10:00"), created=local("2026-03-01 09:00"))
+    )
+    practice.add(
+        "b", vevent("rh-11", "Avery Quinn", local("2026-03-20 10:00"), created=local("2026-03-02 09:00"))
+    )
     lines = plan(practice, "2026-03-18T09:00")
     assert lines == [("c002", "double_booked", "due", "2026-03-18T09:00:00-05:00")]
