@@ -152,12 +152,14 @@ def merge(existing: str, reading: Reading) -> Merged:
             )
             continue
         if found:
+            before = found[0].as_string()
             said = _update(found[0], person)
-            if said:
+            if found[0].as_string() != before:
                 out.updated += 1
-                out.lines.append(f"~ {found[0].get('id')} ({_alias(found[0])}): {'; '.join(said)}")
             else:
                 out.unchanged += 1
+            if said:
+                out.lines.append(f"~ {found[0].get('id')} ({_alias(found[0])}): {'; '.join(said)}")
             continue
         members: list[str] = []
         for name in person.members:
