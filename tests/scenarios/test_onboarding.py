@@ -28,12 +28,23 @@ HAND = (
 
 
 def _calendar(practice) -> None:
-    practice.add("liam", vevent("fn-liam", "Liam", local("2026-01-06 10:00"), rrule="FREQ=WEEKLY;UNTIL=20260310T160000Z"))
+    practice.add(
+        "liam",
+        vevent("fn-liam", "Liam", local("2026-01-06 10:00"), rrule="FREQ=WEEKLY;UNTIL=20260310T160000Z"),
+    )
     practice.add("liam-extra", vevent("fn-liam-2", "Liam 2pm", local("2026-02-12 14:00")))
-    practice.add("maya", vevent("fn-maya", "Maya", local("2026-01-07 11:00"), rrule="FREQ=WEEKLY;UNTIL=20260311T170000Z"))
+    practice.add(
+        "maya",
+        vevent("fn-maya", "Maya", local("2026-01-07 11:00"), rrule="FREQ=WEEKLY;UNTIL=20260311T170000Z"),
+    )
     practice.add(
         "maya-cxl",
-        vevent("fn-maya-2", "Maya - cancelled", local("2026-03-18 11:00"), last_modified=local("2026-03-16 09:30")),
+        vevent(
+            "fn-maya-2",
+            "Maya - cancelled",
+            local("2026-03-18 11:00"),
+            last_modified=local("2026-03-16 09:30"),
+        ),
     )
     practice.add("noah", vevent("fn-noah", "Noah", local("2026-01-05 15:00"), rrule="FREQ=WEEKLY;INTERVAL=2"))
     practice.add("noah-miss", vevent("fn-noah-2", "Noah no-show", local("2026-03-09 15:00")))
@@ -56,7 +67,8 @@ def _by_phrase(roster: Path) -> dict[str, str]:
 
 def _comparable(lines, phrases):
     return sorted(
-        (phrases[str(o["client"])], o["reason"], o["state"], o["due"], o["anchor"], o["action"]) for o in lines
+        (phrases[str(o["client"])], o["reason"], o["state"], o["due"], o["anchor"], o["action"])
+        for o in lines
     )
 
 
@@ -75,7 +87,9 @@ def test_suggest_then_a_pass_finds_what_a_hand_written_roster_finds(tmp_path, ca
     _calendar(fresh)
     roster = fresh.root / "clients.toml"
     roster.unlink()  # a newcomer has no roster yet
-    assert main(["--config", str(fresh.config), "roster", "suggest", "--write", str(roster), "--now", NOW]) == 0
+    assert (
+        main(["--config", str(fresh.config), "roster", "suggest", "--write", str(roster), "--now", NOW]) == 0
+    )
     shown = capsys.readouterr().out
     assert "Liam" in shown and "Dentist" in shown and "Gym" not in shown
     assert stat.S_IMODE(roster.stat().st_mode) == 0o600
@@ -84,7 +98,9 @@ def test_suggest_then_a_pass_finds_what_a_hand_written_roster_finds(tmp_path, ca
     assert all(c["consent_to_call"] is False and c["voicemail_ok"] is False for c in data["clients"])
 
     found = _plan(fresh.config, capsys)
-    assert _comparable(found, _by_phrase(roster)) == _comparable(expected, _by_phrase(by_hand.root / "clients.toml"))
+    assert _comparable(found, _by_phrase(roster)) == _comparable(
+        expected, _by_phrase(by_hand.root / "clients.toml")
+    )
 
 
 def test_suggest_never_overwrites_a_file(tmp_path, capsys):
@@ -93,7 +109,10 @@ def test_suggest_never_overwrites_a_file(tmp_path, capsys):
     _calendar(practice)
     target = practice.root / "draft.toml"
     target.write_text("mine\n", encoding="utf-8")
-    assert main(["--config", str(practice.config), "roster", "suggest", "--write", str(target), "--now", NOW]) == 2
+    assert (
+        main(["--config", str(practice.config), "roster", "suggest", "--write", str(target), "--now", NOW])
+        == 2
+    )
     assert target.read_text(encoding="utf-8") == "mine\n"
     assert "already exists" in capsys.readouterr().err
 

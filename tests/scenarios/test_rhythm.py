@@ -102,3 +102,21 @@ def test_a_double_booking_calls_the_client_who_may_be_called(tmp_path, plan):
     )
     lines = plan(practice, "2026-03-18T09:00")
     assert lines == [("c002", "double_booked", "due", "2026-03-18T09:00:00-05:00")]
+
+
+def test_status_shows_each_rhythm_and_pause_and_the_coverage(tmp_path, capsys):
+    """status: the client's own rhythm and break on the terminal, and how many events matched."""
+    from worker.cli import main
+
+    practice = _practice(tmp_path, rebook_within='"28d"', pause_until="2026-04-15", pause_reason='"abroad"')
+    practice.add("seen", vevent("rh-12", "Avery Quinn", SEEN))
+    practice.add("other", vevent("rh-13", "Supervision", SEEN.replace(hour=14)))
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "status", "--now", "2026-03-18T09:00"]) == 0
+    out = capsys.readouterr().out
+    avery = next(line for line in out.splitlines() if line.startswith("A.Q."))
+    assert "28d" in avery and "paused until 2026-04-15 (abroad)" in avery
+    blake = next(line for line in out.splitlines() if line.startswith("B.R."))
+    assert "7d (default)" in blake
+    assert "1 of 2 appointment-like events in the window matched a client; 1 did not" in out
+    assert "'Supervision' x1" in out

@@ -27,7 +27,14 @@ def _event(summary: str, *emails: str) -> Event:
     )
 
 
-def _client(cid: str, name: str, *, match: tuple[str, ...] = (), emails: tuple[str, ...] = (), members: tuple[str, ...] = ()) -> Client:
+def _client(
+    cid: str,
+    name: str,
+    *,
+    match: tuple[str, ...] = (),
+    emails: tuple[str, ...] = (),
+    members: tuple[str, ...] = (),
+) -> Client:
     return Client(
         id=ClientId(cid),
         name=name,
@@ -116,7 +123,12 @@ def test_roster_loader_reads_rhythm_in_the_practice_zone(tmp_path):
 
 @pytest.mark.parametrize(
     ("title", "label"),
-    [("Liam 2pm", "Liam"), ("Maya - cancelled", "Maya"), ("Noah no-show", "Noah"), ("[c003] Zoe K 10:30", "Zoe K")],
+    [
+        ("Liam 2pm", "Liam"),
+        ("Maya - cancelled", "Maya"),
+        ("Noah no-show", "Noah"),
+        ("[c003] Zoe K 10:30", "Zoe K"),
+    ],
 )
 def test_labels_drop_times_markers_and_tags(title, label):
     """A title reads as its label: no times, marker words, [id] tags."""

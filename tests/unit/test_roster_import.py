@@ -56,9 +56,16 @@ def test_an_ehr_csv_with_bom_crlf_quoted_commas_and_a_nameless_row():
 
 
 def test_a_simplepractice_client_list():
-    """"Last, First" in the Client column, Couple rows split into their members, Archived is discharged."""
+    """ "Last, First" in the Client column, Couple rows split into their members, Archived is discharged."""
     people = read_people(DATA / "clients_simplepractice.csv").people
-    assert [p.name for p in people] == ["Elizabeth Park", "Avery Quinn", "Sam & Kim Lee", "Sam Lee", "Kim Lee", "Ana Vega"]
+    assert [p.name for p in people] == [
+        "Elizabeth Park",
+        "Avery Quinn",
+        "Sam & Kim Lee",
+        "Sam Lee",
+        "Kim Lee",
+        "Ana Vega",
+    ]
     assert people[2].members == ("Sam Lee", "Kim Lee")
     assert people[5].status == "discharged" and people[1].status == "active"
 
@@ -91,7 +98,9 @@ def test_merge_adds_new_people_without_consent_and_a_couple_with_its_members():
     merged = merge(ROSTER, read_people(DATA / "contacts.vcf"))
     clients = _clients(merged.text)
     assert clients["Omar Haddad"]["id"] == "c013"
-    assert clients["Omar Haddad"]["consent_to_call"] is False and clients["Omar Haddad"]["voicemail_ok"] is False
+    assert (
+        clients["Omar Haddad"]["consent_to_call"] is False and clients["Omar Haddad"]["voicemail_ok"] is False
+    )
     sam = clients["Sam Lee"]["id"]
     assert clients["Sam & Kim Lee"]["members"] == [sam, "c012"]
     assert clients["Grace O'Brien"]["status"] == "discharged"
@@ -114,7 +123,9 @@ def test_an_inactive_export_discharges_an_active_client():
     """Kim is Discharged in the EHR list: the roster's active entry becomes discharged, and says so."""
     merged = merge(ROSTER, read_people(DATA / "clients_ehr.csv"))
     assert _clients(merged.text)["Kim Lee"]["status"] == "discharged"
-    assert "~ c012 (K.L.): 1 new email(s); phone added; now discharged (inactive in the export)" in merged.lines
+    assert (
+        "~ c012 (K.L.): 1 new email(s); phone added; now discharged (inactive in the export)" in merged.lines
+    )
 
 
 def test_importing_the_real_files_twice_changes_nothing():
@@ -159,7 +170,10 @@ def test_the_command_shows_aliases_only_and_writes_0600_on_request(tmp_path, cap
     dry = capsys.readouterr()
     assert roster.read_text(encoding="utf-8") == before
     assert "Nothing was written" in dry.out
-    assert main(["--config", str(practice.config), "roster", "import", "--write", str(DATA / "clients_ehr.csv")]) == 0
+    assert (
+        main(["--config", str(practice.config), "roster", "import", "--write", str(DATA / "clients_ehr.csv")])
+        == 0
+    )
     done = capsys.readouterr()
     assert stat.S_IMODE(roster.stat().st_mode) == 0o600
     assert "Elizabeth Park" in roster.read_text(encoding="utf-8")

@@ -85,7 +85,7 @@ def suggest_command(settings: Settings, now: datetime, write: Path | None) -> in
         headers = ("Title", "Appts", "First", "Last", "Emails", "Nearly matches", "Proposal")
         print(_table(headers, rows))
     proposed = sum(1 for g in groups if g.proposed)
-    log.info("roster.suggest", groups=len(groups), proposed=proposed)
+    log.info("roster.suggest", count=len(groups), appointments=sum(g.count for g in groups))
     if write is None:
         if proposed:
             print(
@@ -119,11 +119,11 @@ def import_command(roster_path: Path, source: Path, *, write: bool) -> int:
     )
     log.info(
         "roster.import",
-        added=merged.added,
+        created=merged.added,
         updated=merged.updated,
-        unchanged=merged.unchanged,
+        kept=merged.unchanged,
         bad=len(reading.bad),
-        write=write,
+        dry_run=not write,
     )
     if merged.text == existing:
         print("The roster already holds everything in this file; nothing to change.")

@@ -87,7 +87,9 @@ def suggest(events: Iterable[Event], clients: Iterable[Client], settings: Settin
         label = group.spellings.most_common(1)[0][0]
         words = [w.casefold() for w in Labeller.words(label)]
         near = sorted({i for w in words for i in name_words.get(w, set())})
-        addresses = tuple(e for e, n in group.emails.items() if e not in shared and 2 * n >= len(group.starts))
+        addresses = tuple(
+            e for e, n in group.emails.items() if e not in shared and 2 * n >= len(group.starts)
+        )
         found = Group(
             label=label,
             count=len(group.starts),
