@@ -155,3 +155,15 @@ def test_check_passes_and_counts_coverage(tmp_path, capsys):
     line = next(x for x in out.splitlines() if "appointment-like events" in x)
     assert line.startswith("[ok] ") and "1 did not" in line
     assert "most frequent unmatched titles: 'Dentist' x1" in out
+
+
+def test_check_warns_about_shared_and_personal_one_word_phrases(tmp_path, capsys):
+    """Two entries with match "Liam", and "Noah" in an evening event: check warns about both, by id."""
+    clients = (*HAND, ClientSpec("c005", "Liam Hart", match=("Liam",)))
+    practice = make_practice(tmp_path / "p", clients=clients)
+    _calendar(practice)
+    practice.add("party", vevent("fn-party", "Noah party", local("2026-03-14 19:00"), minutes=120))
+    main(["--config", str(practice.config), "check"])
+    out = capsys.readouterr().out
+    assert "warning: the one-word phrase 'liam' belongs to c001, c005: it matches none of them" in out
+    assert "warning: the one-word phrase 'Noah' also appears in personal events" in out

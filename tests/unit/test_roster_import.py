@@ -192,3 +192,19 @@ def test_a_file_without_a_name_column_is_a_clear_error(tmp_path, capsys):
     assert main(["--config", str(practice.config), "roster", "import", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "no name column" in err and "x@example.org" not in err
+
+
+def test_a_broken_roster_or_csv_is_reported_by_line_without_its_text(tmp_path, capsys):
+    """A roster that is not TOML and a CSV with a NUL byte: exit 2, file:line, no contents echoed."""
+    practice = Practice(tmp_path / "p")
+    roster = practice.root / "clients.toml"
+    roster.write_text('[[clients]]\nid = "c1"\nname = "Secret Person\n', encoding="utf-8")
+    assert main(["--config", str(practice.config), "roster", "import", str(DATA / "clients_ehr.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "clients.toml:3" in err and "Secret" not in err
+    bad = tmp_path / "nul.csv"
+    bad.write_bytes(b"Name,Email\nHidden Name\x00,x@example.org\n")
+    practice.write_config()
+    assert main(["--config", str(practice.config), "roster", "import", str(bad)]) in (0, 2)
+    out = capsys.readouterr()
+    assert "Hidden" not in out.err and "x@example.org" not in out.out + out.err

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import structlog
+from tomlkit.exceptions import TOMLKitError
 
 from connectors.base import open_source
 from worker.config import Settings, load_roster
@@ -110,7 +111,12 @@ def import_command(roster_path: Path, source: Path, *, write: bool) -> int:
     except PeopleError as exc:
         raise ConfigError([Problem(str(source), str(exc).removeprefix(f"{source}: "))]) from exc
     existing = roster_path.read_text(encoding="utf-8") if roster_path.exists() else NEW_ROSTER
-    merged = merge(existing, reading)
+    try:
+        merged = merge(existing, reading)
+    except TOMLKitError as exc:  # the message may quote the file: only the line is kept
+        line = getattr(exc, "line", None)
+        where = f"{roster_path}:{line}" if line else str(roster_path)
+        raise ConfigError([Problem(where, "roster is not valid TOML")]) from None
     for line in merged.lines:
         print(line)
     print(

@@ -106,7 +106,15 @@ def read_people(path: Path) -> Reading:
         text = raw.decode("cp1252", errors="replace")  # Excel on Windows
     if path.suffix.lower() in (".vcf", ".vcard") or text.lstrip().upper().startswith("BEGIN:VCARD"):
         return read_vcard(text)
-    return read_csv(text)
+    try:
+        return read_csv(text)
+    except csv.Error as exc:  # its message may quote the data: only the line is kept
+        raise PeopleError(f"{path}: not readable as CSV near line {_csv_line(exc)}") from None
+
+
+def _csv_line(exc: csv.Error) -> str:
+    found = re.search(r"line (\d+)", str(exc))
+    return found.group(1) if found else "?"
 
 
 def read_csv(text: str) -> Reading:
