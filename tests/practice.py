@@ -102,6 +102,9 @@ class ClientSpec:
     alias: str | None = None
     acquainted_with: Sequence[str] = ()
     status: str = "active"
+    members: Sequence[str] = ()
+    # further keys written as they are (raw TOML values), e.g. {"pause_until": "2026-09-01"}
+    raw: dict[str, str] = field(default_factory=dict)
 
 
 DEFAULT_CLIENTS = (
@@ -128,11 +131,12 @@ def roster_toml(clients: Iterable[ClientSpec]) -> str:
         out.append("[[clients]]")
         for name in ("id", "name", "phone", "consent_to_call", "voicemail_ok", "status"):
             out.append(f"{name} = {_toml_value(getattr(c, name))}")
-        for name in ("emails", "match", "acquainted_with"):
+        for name in ("emails", "match", "acquainted_with", "members"):
             if getattr(c, name):
                 out.append(f"{name} = {_toml_value(list(getattr(c, name)))}")
         if c.alias:
             out.append(f"alias = {_toml_value(c.alias)}")
+        out += [f"{key} = {value}" for key, value in c.raw.items()]
         out.append("")
     return "\n".join(out)
 

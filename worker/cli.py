@@ -80,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--dry-run", action="store_true", help="list what would be removed")
     purge.add_argument("--yes", action="store_true", help="really remove")
 
+    roster = sub.add_parser("roster", help="onboarding: find clients in the calendar, import a client list")
+    steps = roster.add_subparsers(dest="roster_command", required=True, parser_class=_Parser)
+    suggest = steps.add_parser("suggest", help="list appointments no client matches; draft roster entries")
+    suggest.add_argument("--write", type=Path, metavar="FILE", help="write a draft roster (a new file, 0600)")
+    with_now(suggest)
+    imp = steps.add_parser("import", help="merge a CSV or vCard client list into the roster")
+    imp.add_argument("file", type=Path, help="the export (.csv or .vcf)")
+    how = imp.add_mutually_exclusive_group()
+    how.add_argument("--dry-run", action="store_true", help="show the change only (the default)")
+    how.add_argument("--write", action="store_true", help="apply the change to the roster file")
+
     demo = sub.add_parser("demo", help="a sample practice in a local folder, one pass, the call sheet")
     demo.add_argument(
         "--dir", type=Path, default=Path("demo"), help="folder for the practice (default ./demo)"
@@ -163,6 +174,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         logsetup.configure("warning")
         return commands.demo(args.dir, parse_now(args.now, None))
+    if args.command == "roster":
+        return _roster(args)
     settings = _load(args)
     logsetup.configure(settings.run.log_level)
     if args.command == "run":
@@ -197,6 +210,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "purge":
         return commands.purge(settings, dry_run=args.dry_run or not args.yes)
     raise _usage(f"unknown command {args.command!r}")
+
+
+def _roster(args: argparse.Namespace) -> int:
+    from worker.onboarding import commands as onboarding
+
+    settings = load_settings(args.config or default_config_path(), roster_optional=True)
+    logsetup.configure(settings.run.log_level)
+    if args.roster_command == "suggest":
+        return onboarding.suggest_command(settings, parse_now(args.now, settings), args.write)
+    return onboarding.import_command(settings.roster_path, args.file, write=args.write)
 
 
 def _accept(args: argparse.Namespace) -> Accept:

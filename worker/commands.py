@@ -27,6 +27,7 @@ from worker.model import (
     SystemReason,
     reminder_key,
 )
+from worker.onboarding import commands as onboarding
 from worker.roster import Roster
 from worker.state import State, run_lock, secure_dir
 
@@ -221,7 +222,20 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
         )
         for r in rows
     ]
-    print(_table(("Client", "Last attended", "Next booked", "Open calls", "Days since", "Status"), table))
+    beats = {c.id: onboarding.rhythm(c, settings.rules.rebook_within.days, now) for c in settings.clients}
+    wide = [(*row, *beats[ClientId(str(r["client"]))]) for row, r in zip(table, rows, strict=True)]
+    headers = (
+        "Client",
+        "Last attended",
+        "Next booked",
+        "Open calls",
+        "Days since",
+        "Status",
+        "Rhythm",
+        "Pause",
+    )
+    print(_table(headers, wide))
+    onboarding.status_coverage(settings, now)
     return EXIT_OK
 
 
@@ -329,6 +343,7 @@ def _checklist(settings: Settings) -> int:
                 f"{batch.bad} unreadable",
                 "the log (source.item.skipped) names each unreadable object",
             )
+            failures += onboarding.check_coverage(settings, [e for v in batch.changed.values() for e in v])
         finally:
             source.close()
     except AuthError as exc:

@@ -12,7 +12,7 @@ import re
 import sys
 import tomllib
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -199,6 +199,19 @@ class _ClientEntry(_Strict):
     acquainted_with: tuple[str, ...] = ()
     status: Literal["active", "discharged"] = "active"
     notes: str = ""
+    members: tuple[str, ...] = ()
+    rebook_within: Duration | None = None
+    pause_until: date | None = None
+    pause_reason: str = ""
+    call_after: date | None = None
+    no_calls: StrictBool = False
+
+    @field_validator("rebook_within")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
 
 
 class _RosterFile(_Strict):
@@ -360,8 +373,11 @@ def _absolute_account(model: _Account, base: Path) -> dict[str, Any]:
     }
 
 
-def load_roster(path: Path) -> tuple[Client, ...]:
-    """Read and validate clients.toml (client data: messages never include values)."""
+def load_roster(path: Path, tz: tzinfo = UTC) -> tuple[Client, ...]:
+    """Read and validate clients.toml (client data: messages never include values).
+
+    `pause_until` and `call_after` dates mean local midnight in `tz` (the practice's zone).
+    """
     data, text = _read_toml(path, "roster")
     try:
         roster = _RosterFile.model_validate(data)
@@ -399,8 +415,13 @@ def load_roster(path: Path) -> tuple[Client, ...]:
             else:
                 links[entry.id].add(other)
                 links[other].add(entry.id)
+    problems += _group_problems(roster.clients, ids, path, text)
     if problems:
         raise ConfigError(problems)
+
+    def midnight(day: date | None) -> datetime | None:
+        return None if day is None else datetime.combine(day, time(0, 0), tz)
+
     return tuple(
         Client(
             id=ClientId(e.id),
@@ -413,13 +434,48 @@ def load_roster(path: Path) -> tuple[Client, ...]:
             voicemail_ok=e.voicemail_ok,
             acquainted_with=frozenset(ClientId(x) for x in links[e.id]),
             status=e.status,
+            members=tuple(ClientId(m) for m in e.members),
+            rebook_within=e.rebook_within,
+            pause_until=midnight(e.pause_until),
+            pause_reason=e.pause_reason,
+            call_after=midnight(e.call_after),
+            no_calls=e.no_calls,
         )
         for e in roster.clients
     )
 
 
-def load_settings(path: Path) -> Settings:
-    """Load config.toml and the roster it names.
+def _group_problems(
+    entries: tuple[_ClientEntry, ...], ids: dict[str, int], path: Path, text: str
+) -> list[Problem]:
+    """A group entry names at least two known individual clients; a pause reason needs a pause."""
+    out: list[Problem] = []
+    groups = {e.id for e in entries if e.members}
+    for number, entry in enumerate(entries, start=1):
+
+        def at(key: str, number: int = number) -> str:
+            line = _line_of(text, ("clients", number - 1, key))
+            return f"{path}:{line}" if line else str(path)
+
+        if entry.pause_reason and entry.pause_until is None:
+            out.append(Problem(at("pause_reason"), f"clients[{number}].pause_reason: needs pause_until"))
+        if not entry.members:
+            continue
+        where = at("members")
+        if len(set(entry.members)) < 2:
+            out.append(Problem(where, f"clients[{number}].members: a group needs at least two client ids"))
+        for member in entry.members:
+            if member == entry.id:
+                out.append(Problem(where, f"clients[{number}].members: names the group itself"))
+            elif member not in ids:
+                out.append(Problem(where, f"clients[{number}].members: unknown client id {member!r}"))
+            elif member in groups:
+                out.append(Problem(where, f"clients[{number}].members: {member!r} is a group itself"))
+    return out
+
+
+def load_settings(path: Path, *, roster_optional: bool = False) -> Settings:
+    """Load config.toml and the roster it names (`roster_optional`: a missing roster is empty).
 
     Raises:
         ConfigError: with every problem found in both files.
@@ -437,7 +493,8 @@ def load_settings(path: Path) -> Settings:
     assert roster_path is not None
     clients: tuple[Client, ...] = ()
     try:
-        clients = load_roster(roster_path)
+        if not (roster_optional and not roster_path.exists()):
+            clients = load_roster(roster_path, parsed.practice.tz if parsed is not None else UTC)
     except ConfigError as err:
         problems.extend(err.problems)
     if parsed is not None:

@@ -77,10 +77,24 @@ class Client:
     voicemail_ok: bool = False
     acquainted_with: frozenset[ClientId] = frozenset()
     status: Literal["active", "discharged"] = "active"
+    # a couple or family seen together: the ids of the clients this entry stands for
+    members: tuple[ClientId, ...] = ()
+    # this client's own rhythm: the wait before "did not rebook" (None: the [rules] value)
+    rebook_within: timedelta | None = None
+    # a planned break: no rebooking or lapsed calls before this moment (local midnight)
+    pause_until: datetime | None = None
+    pause_reason: str = ""
+    # the client asked not to be called before this moment / not at all
+    call_after: datetime | None = None
+    no_calls: bool = False
 
     @property
     def discharged(self) -> bool:
         return self.status == "discharged"
+
+    @property
+    def is_group(self) -> bool:
+        return bool(self.members)
 
 
 class Attendance(StrEnum):

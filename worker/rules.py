@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
@@ -118,6 +118,44 @@ def no_show_needs(
     ]
 
 
+def _paused(client: Client, now: datetime) -> bool:
+    """On a planned break: no rebooking or lapsed calls until `pause_until`."""
+    return client.pause_until is not None and now < client.pause_until
+
+
+def _after_pause(client: Client, due: datetime) -> datetime:
+    """After a break the normal rules apply from its last day: nothing falls due inside it."""
+    return max(due, client.pause_until) if client.pause_until is not None else due
+
+
+def callable_at(client: Client, moment: datetime) -> bool:
+    """False for a client who asked not to be called (at all, or before `call_after`)."""
+    return not client.no_calls and (client.call_after is None or moment >= client.call_after)
+
+
+def respect_wishes(
+    client: Client, found: Sequence[CallNeed], now: datetime, policy: Policy
+) -> list[CallNeed]:
+    """A client's own contact wishes, applied to the needs the rules found for them.
+
+    `no_calls`: no call at all (a termination letter is a letter, not a call: it stays).
+    `call_after`: a call due earlier is due at that moment instead; a late call (useful only
+    while the appointment runs) is dropped when it would come before it.
+    """
+    out = []
+    for need in found:
+        if need.reason is Reason.TERMINATION_LETTER:
+            out.append(need)
+        elif client.no_calls:
+            continue
+        elif client.call_after is None or need.due >= client.call_after:
+            out.append(need)
+        elif need.reason is not Reason.LATE:
+            due = client.call_after
+            out.append(replace(need, due=due, state=_state(due, now, policy)))
+    return out
+
+
 def _has_future_booking(appts: Sequence[Appointment], now: datetime) -> bool:
     # newest first: a client who is still coming is found at once
     return any(a.end > now and a.attendance not in _CANCELLED for a in reversed(appts))
@@ -131,7 +169,7 @@ def rebook_needs(
     "Latest appointment" orders by start, cancelled ones included; it decides which applies.
     Nothing is needed while any non-cancelled appointment is still ahead.
     """
-    if not appts or _has_future_booking(appts, now):
+    if not appts or _has_future_booking(appts, now) or _paused(client, now):
         return []
     latest = appts[-1]
     if latest.is_cancelled:
@@ -139,9 +177,10 @@ def rebook_needs(
         due = (latest.cancelled_at or latest.start) + policy.cancel_grace
     elif latest.attendance in (Attendance.ATTENDED, Attendance.NO_SHOW, Attendance.ARRIVED):
         reason = Reason.NOT_REBOOKED
-        due = latest.end + policy.rebook_within
+        due = latest.end + (client.rebook_within or policy.rebook_within)
     else:
         return []
+    due = _after_pause(client, due)
     letter_due = due + policy.termination_after
     if letter_due <= now:
         return [_need(client.id, Reason.TERMINATION_LETTER, letter_due, latest, now, policy)]
@@ -157,6 +196,8 @@ def lapsed_needs(
     the due time would settle it anyway, nor while the client is in an appointment right now
     (it settles the matter when it ends).
     """
+    if _paused(client, now):
+        return []
     i = len(appts) - 1
     while i >= 0 and not (appts[i].attendance in _SEEN and appts[i].end <= now):
         i -= 1
@@ -171,7 +212,7 @@ def lapsed_needs(
         return []  # nothing booked: not_rebooked / cancelled_not_rebooked apply instead
     if any(a.start <= now and a.attendance in _WITH_CLIENT for a in ahead):
         return []
-    due = last.end + policy.lapse_after
+    due = _after_pause(client, last.end + policy.lapse_after)
     if due > now and any(a.start < due for a in ahead):
         return []
     return [_need(client.id, Reason.LAPSED, due, last, now, policy)]
@@ -227,6 +268,11 @@ def conflict_needs(
             called, other = _called(a, b)
             if called.start <= now:
                 continue  # both under way: nothing left to move
+            if not callable_at(clients[called.client_id], now):
+                # asked not to be called: the other one is called when that one can be moved
+                if other.start <= now or not callable_at(clients[other.client_id], now):
+                    continue
+                called, other = other, called
             if overlaps(a.start, a.end, b.start, b.end):
                 reason = Reason.DOUBLE_BOOKED
             elif (
@@ -270,10 +316,11 @@ def needs(
             continue
         # sorting each client's list costs less than one sort of everything (n log n)
         appts = _chronological(by_client[client_id])
-        out += late_needs(client, appts, now, policy)
-        out += no_show_needs(client, appts, now, policy)
-        out += rebook_needs(client, appts, now, policy)
-        out += lapsed_needs(client, appts, now, policy)
+        found = late_needs(client, appts, now, policy)
+        found += no_show_needs(client, appts, now, policy)
+        found += rebook_needs(client, appts, now, policy)
+        found += lapsed_needs(client, appts, now, policy)
+        out += respect_wishes(client, found, now, policy)
     out += conflict_needs(clients, [a for appts in by_client.values() for a in appts], now, policy)
     unique = {n.key: n for n in out}
     return sorted(unique.values(), key=lambda n: (n.due, n.client_id, n.reason.value, n.key))

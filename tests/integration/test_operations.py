@@ -190,6 +190,8 @@ def test_status_table_and_json(practice: Practice, capsys: pytest.CaptureFixture
         "Days",
         "since",
         "Status",
+        "Rhythm",
+        "Pause",
     ]
     assert "Avery" not in table  # aliases only
 

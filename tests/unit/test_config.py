@@ -60,7 +60,8 @@ def test_example_files_load(tmp_path: Path) -> None:
     shutil.copy(ROOT / "config.example.toml", tmp_path / "config.toml")
     shutil.copy(ROOT / "clients.example.toml", tmp_path / "clients.toml")
     settings = load_settings(tmp_path / "config.toml")
-    assert [c.id for c in settings.clients] == ["c014", "c022"]
+    assert [c.id for c in settings.clients] == ["c014", "c022", "c030"]
+    assert settings.clients[2].members == ("c014", "c022")
     assert settings.rules.rebook_within == timedelta(days=7)
     assert settings.source.path == tmp_path / "calendar"
     # acquaintance is symmetric: one side is enough

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_logged_keys_are_allowed() -> None:
     """Each keyword of each log call in worker/ and connectors/ is an allowed key."""
     used: set[tuple[str, str]] = set()
-    for path in [*ROOT.joinpath("worker").glob("*.py"), *ROOT.joinpath("connectors").rglob("*.py")]:
+    for path in [*ROOT.joinpath("worker").rglob("*.py"), *ROOT.joinpath("connectors").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Call)
