@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.google import api
-from tests.fakes.google_api import (
+from tests.fakes.google import (
     AUTH,
     SAMPLE_NOW,
     FakeGoogle,

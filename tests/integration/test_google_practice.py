@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from connectors.google.convert import KEY_PROP, MARK_PROP
-from tests.fakes.google_api import (
+from tests.fakes.google import (
     SAMPLE_NOW,
     Appt,
     FakeGoogle,

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.base import open_sink
 from connectors.google.sink import GoogleSink
-from tests.fakes.google_api import SAMPLE_NOW, FakeGoogle, GooglePractice, google_practice
+from tests.fakes.google import SAMPLE_NOW, FakeGoogle, GooglePractice, google_practice
 from tests.practice import local
 from worker.cli import main
 from worker.config import load_settings
