@@ -81,3 +81,12 @@ class LockedError(WorkerError):
 
 class StateError(WorkerError):
     """The state database is unusable (corrupt, newer schema)."""
+
+
+class ItemsUnseenError(ConnectorError):
+    """The sink could not see its items of `kind` this pass (their list was deleted and made
+    anew, empty): the missing items are unknown, never "handled by the therapist"."""
+
+    def __init__(self, message: str, *, kind: str, source: str = "", operation: str = "") -> None:
+        super().__init__(message, source=source, operation=operation)
+        self.kind = kind

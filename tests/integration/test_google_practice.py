@@ -101,7 +101,7 @@ def test_reminders_and_tasks_are_written_once_and_a_second_pass_writes_nothing(g
     ]
     for event in events:
         private = event["extendedProperties"]["private"]
-        assert event["id"] == private[KEY_PROP]
+        assert event["id"] == f"{private[KEY_PROP]}e1"  # identity.google_event_id(key, 1)
         assert private[MARK_PROP] == "callsheet"
         assert set(private) >= {
             "x-callsheet-key",
@@ -115,6 +115,7 @@ def test_reminders_and_tasks_are_written_once_and_a_second_pass_writes_nothing(g
     inserts = gp.fake.calls("calendar.events.insert")
     assert {c.param("sendUpdates") for c in inserts} == {"none"}
     for task in tasks:
+        assert task["notes"].splitlines()[-2] == "-- callsheet --"
         assert task["notes"].splitlines()[-1].startswith("callsheet-key: ")
         assert task["due"].endswith("T00:00:00.000Z")
     gp.fake.clear_log()
@@ -124,7 +125,7 @@ def test_reminders_and_tasks_are_written_once_and_a_second_pass_writes_nothing(g
 
 
 def test_nothing_changed_costs_one_request_per_calendar_plus_the_sink_listing(gp: GooglePractice) -> None:
-    """With nothing changed, a pass asks each calendar once (sync token) and lists our items."""
+    """With nothing changed, a pass asks each calendar once (sync token) and lists our events and tasks: 4."""
     assert _run(gp.config) == 0
     gp.fake.clear_log()
     assert _run(gp.config, LATER) == 0
@@ -135,9 +136,9 @@ def test_nothing_changed_costs_one_request_per_calendar_plus_the_sink_listing(gp
     assert all(c.param("syncToken") and c.param("singleEvents") is None for c in source_calls)
     assert {c.calendar for c in source_calls} == {"primary", "second.fake@group.calendar.google.com"}
     assert all(c.param("fields") == "nextPageToken,nextSyncToken,items(id)" for c in source_calls)
-    assert sorted(methods) == sorted(
-        ["calendar.events.list"] * 3 + ["tasks.tasklists.list", "tasks.tasks.list"]
-    )
+    # the task list's id is kept from the first pass: no tasklists.list
+    assert sorted(methods) == sorted(["calendar.events.list"] * 3 + ["tasks.tasks.list"])
+    assert len(methods) == 4
 
 
 def test_a_change_is_seen_and_only_its_calendar_is_relisted(

@@ -21,6 +21,8 @@ from worker.model import ClientId, ItemKind, Reason, Reminder, reminder_key
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("google_fast_retries")]
 
 SOON = "2026-03-18T12:05:00-05:00"
+KEY = reminder_key("c001", "no_show", "series-x", "20260223T160000Z")
+EVENT_ID = f"{KEY}e1"  # identity.google_event_id(key, generation 1)
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ def test_create_twice_adopts_the_existing_event_after_a_409(gp: GooglePractice, 
     """A second insert of the same key answers 409; the live event is fetched and adopted."""
     first = sink.create(_reminder())
     second = sink.create(_reminder())
-    assert first.ref == second.ref == _reminder().key
+    assert first.ref == second.ref == EVENT_ID
     assert [c.status for c in gp.fake.calls("calendar.events.insert")] == [200, 409]
     assert len(gp.fake.calls("calendar.events.get")) == 1
     assert len(gp.ours()) == 1
@@ -73,7 +75,7 @@ def test_create_of_an_event_the_therapist_deleted_is_gone_and_listed_cancelled(
 ) -> None:
     """A deleted reminder (cancelled tombstone) is never revived: create says gone, managed() says cancelled."""
     sink.create(_reminder())
-    gp.fake.delete_event(gp.calls_calendar, _reminder().key)
+    gp.fake.delete_event(gp.calls_calendar, EVENT_ID)
     receipt = sink.create(_reminder())
     assert receipt.gone is True
     assert [c.status for c in gp.fake.calls("calendar.events.insert")][-1] == 409
@@ -90,7 +92,7 @@ def test_update_rewrites_text_and_hash_but_keeps_the_time_the_therapist_chose(
     """update() patches title, description and hash only; a moved reminder stays where it was put."""
     sink.create(_reminder())
     moved = {"dateTime": "2026-03-19T16:00:00-05:00", "timeZone": "America/Chicago"}
-    gp.fake.update_event(gp.calls_calendar, _reminder().key, {"start": moved, "end": moved})
+    gp.fake.update_event(gp.calls_calendar, EVENT_ID, {"start": moved, "end": moved})
     item = next(m for m in sink.managed() if m.kind == "event")
     sink.update(_reminder(title="Call A.Q. — new text", hash_="h2"), item)
     event = gp.ours()[0]
@@ -106,7 +108,7 @@ def test_update_of_an_event_changed_since_it_was_read_is_a_conflict(
     """The patch carries If-Match: an edit in between answers 412, a ConflictError."""
     sink.create(_reminder())
     item = next(m for m in sink.managed() if m.kind == "event")
-    gp.fake.update_event(gp.calls_calendar, _reminder().key, {"colorId": "5"})
+    gp.fake.update_event(gp.calls_calendar, EVENT_ID, {"colorId": "5"})
     with pytest.raises(ConflictError):
         sink.update(_reminder(hash_="h2"), item)
 
@@ -114,14 +116,15 @@ def test_update_of_an_event_changed_since_it_was_read_is_a_conflict(
 def test_tasks_carry_the_key_on_the_last_line_and_a_date_in_the_practice_zone(
     gp: GooglePractice, sink: GoogleSink
 ) -> None:
-    """A task's due is the reminder's local date (23:30 Chicago is not the next UTC day)."""
+    """A task's due is the reminder's local date (23:30 Chicago is not the next UTC day); the notes end with a separator and the key line."""
     sink.create(_reminder("task"))
     task = gp.tasks()[0]
     assert task["due"] == "2026-03-18T00:00:00.000Z"
     assert task["title"] == "Call A.Q. — missed Mon 10:00"
-    assert task["notes"].splitlines()[-1] == (
-        f"callsheet-key: {_reminder().key} reason=no_show client=c001 hash=h1"
-    )
+    assert task["notes"].splitlines()[-2:] == [
+        "-- callsheet --",
+        f"callsheet-key: {_reminder().key} uid=callsheet-{_reminder().key}-t1 reason=no_show client=c001 hash=h1",
+    ]
     held = [m for m in sink.managed() if m.kind == "task"]
     assert [(m.key, m.status, m.payload_hash, m.client_id) for m in held] == [
         (_reminder().key, "open", "h1", "c001")

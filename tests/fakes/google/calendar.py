@@ -16,6 +16,7 @@ from dateutil.rrule import rrulestr
 from tests.fakes.google.common import (
     _B32HEX,
     _SYNC_FORBIDDEN,
+    TOMBSTONE_KEYS,
     _b64,
     _Calendar,
     _merge,
@@ -73,7 +74,29 @@ class CalendarMixin:
             event = self._new_event(calendar, body)
             self._touch(calendar, event, stamp=False)
             calendar.events[event["id"]] = event
+            self._stamp_series(calendar, event)
+            if event.get("status") == "cancelled" and not self._organizer(event):
+                self._strip(event)
             return str(event["id"])
+
+    @staticmethod
+    def _organizer(event: Mapping[str, Any]) -> bool:
+        return bool((event.get("organizer") or {}).get("self"))
+
+    @staticmethod
+    def _strip(event: dict[str, Any]) -> None:
+        """Keep only what a tombstone is guaranteed to carry (see TOMBSTONE_KEYS)."""
+        for key in [k for k in event if k not in TOMBSTONE_KEYS]:
+            del event[key]
+
+    def _stamp_series(self, calendar: Any, event: Mapping[str, Any]) -> None:
+        """Cancelling an instance stamps its series: the series' `updated` is at least the
+        instance's (recorded payloads: SwitchbackTech/compass mocks.gcal delete.single*)."""
+        series = calendar.events.get(event.get("recurringEventId") or "")
+        if series is None or event.get("status") != "cancelled" or not event.get("updated"):
+            return
+        if str(series.get("updated") or "") < str(event["updated"]):
+            series["updated"] = event["updated"]
 
     def _new_event(self, calendar: _Calendar, body: Mapping[str, Any]) -> dict[str, Any]:
         event: dict[str, Any] = json.loads(json.dumps(dict(body)))
@@ -82,7 +105,20 @@ class CalendarMixin:
         event["kind"] = "calendar#event"
         event.setdefault("created", _rfc3339(_now()))
         event.setdefault("iCalUID", f"{event.get('recurringEventId') or event['id']}@google.com")
-        event["organizer"] = {"email": calendar.id, "self": True}
+        # "eventType ... Possible values are: birthday, default, focusTime, fromGmail,
+        # outOfOffice, workingLocation" - every stored event has one.
+        event.setdefault("eventType", "default")
+        # An invitation's copy names someone else as organizer (organizer.self false) and
+        # marks the calendar's own attendee entry: "self: Whether this entry represents the
+        # calendar on which this copy of the event appears."
+        organizer = event.get("organizer")
+        if isinstance(organizer, dict) and organizer.get("email") and organizer["email"] != calendar.id:
+            organizer["self"] = False
+        else:
+            event["organizer"] = {"email": calendar.id, "self": True}
+        for attendee in event.get("attendees") or ():
+            if isinstance(attendee, dict) and attendee.get("email") == calendar.id:
+                attendee["self"] = True
         return event
 
     def update_event(self, calendar_id: str, event_id: str, changes: Mapping[str, Any]) -> None:
@@ -92,10 +128,34 @@ class CalendarMixin:
             event = calendar.events[event_id]
             _merge(event, changes)
             self._touch(calendar, event, stamp="updated" not in changes)
+            self._stamp_series(calendar, event)
 
-    def delete_event(self, calendar_id: str, event_id: str) -> None:
-        """Delete as the therapist would: the event stays, as a cancelled tombstone."""
-        self.update_event(calendar_id, event_id, {"status": "cancelled"})
+    def delete_event(self, calendar_id: str, event_id: str, *, at: str | None = None) -> None:
+        """Delete as the therapist would: the event stays, as a cancelled tombstone.
+
+        On the organizer's calendar it keeps its details; a removed invitation copy keeps only
+        the tombstone fields (see TOMBSTONE_KEYS). `at` (RFC 3339) is when it happened.
+        """
+        self.update_event(calendar_id, event_id, {"status": "cancelled", **({"updated": at} if at else {})})
+        with self.lock:
+            event = self._calendar(calendar_id).events[event_id]
+            if not self._organizer(event):
+                self._strip(event)
+
+    def forget_details(self, calendar_id: str, event_id: str) -> None:
+        """Time passed: a deleted event's details are gone ("Such cancelled events will
+        eventually disappear, so do not rely on them being available indefinitely")."""
+        with self.lock:
+            event = self._calendar(calendar_id).events[event_id]
+            assert event.get("status") == "cancelled"
+            self._strip(event)
+
+    def purge_tombstone(self, calendar_id: str, event_id: str) -> None:
+        """The tombstone is gone for good (get answers 404) but its id stays reserved (409)."""
+        with self.lock:
+            calendar = self._calendar(calendar_id)
+            del calendar.events[event_id]
+            calendar.reserved.add(event_id)
 
     def events(self, calendar_id: str, *, include_cancelled: bool = False) -> list[dict[str, Any]]:
         with self.lock:
@@ -162,7 +222,13 @@ class CalendarMixin:
         }
 
     def _calendar_events_list(
-        self, *, params: dict[str, str], query: dict[str, str], granted: frozenset[str], **_: Any
+        self,
+        *,
+        params: dict[str, str],
+        query: dict[str, str],
+        granted: frozenset[str],
+        multi: Mapping[str, list[str]] | None = None,
+        **_: Any,
     ) -> dict[str, Any]:
         calendar = self._calendar(params["calendarId"])
         self._check_app_created(calendar, granted, _scopes("calendar.events.list"))
@@ -199,6 +265,11 @@ class CalendarMixin:
             items = self._instances(calendar, query, show_deleted)
         else:
             items = self._stored(calendar, query, show_deleted)
+        # "eventTypes: Event types to return. Optional. This parameter can be repeated multiple
+        # times to return events of different types. If unset, returns all event types."
+        types = (multi or {}).get("eventTypes")
+        if types:
+            items = [e for e in items if e.get("eventType", "default") in types]
         prop = query.get("privateExtendedProperty")
         if prop is not None:
             name, _sep, value = prop.partition("=")
@@ -274,28 +345,20 @@ class CalendarMixin:
                 out.append(event)
                 continue
             if event.get("status") == "cancelled":
-                continue  # a deleted series: its instances are gone too
+                # "If showDeleted and singleEvents are both True, only single instances of
+                # deleted events (but not the underlying recurring events) are returned":
+                # a deleted series comes back as its instances, each cancelled and minimal
+                # (google-api-ruby-client #860: "six months worth of events with the status
+                # 'cancelled'").
+                if show_deleted:
+                    out += [self._minimal(instance) for instance in self._expand(event, high)]
+                continue
             for instance in self._expand(event, high):
                 exception = exceptions.get(instance["id"])
                 if exception is not None:
                     if exception.get("status") == "cancelled":
                         if show_deleted:
-                            out.append(
-                                {
-                                    k: exception[k]
-                                    for k in (
-                                        "kind",
-                                        "etag",
-                                        "id",
-                                        "status",
-                                        "recurringEventId",
-                                        "originalStartTime",
-                                        "updated",
-                                        "_seq",
-                                    )
-                                    if k in exception
-                                }
-                            )
+                            out.append(self._minimal(exception))
                         continue
                     instance = exception
                 out.append(instance)
@@ -311,6 +374,15 @@ class CalendarMixin:
             kept.append(event)
         kept.sort(key=lambda e: (_when(e.get("start") or e.get("originalStartTime")) or _now(), e["id"]))
         return kept
+
+    @staticmethod
+    def _minimal(event: Mapping[str, Any]) -> dict[str, Any]:
+        """A cancelled instance as Google lists it: "Cancelled exceptions are only guaranteed to
+        have values for the id, recurringEventId and originalStartTime fields populated", and
+        recorded payloads carry no `updated` and no summary (compass delete.single*.ts,
+        react-google-calendar PR #9)."""
+        keys = ("kind", "etag", "id", "status", "recurringEventId", "originalStartTime", "_seq")
+        return {**{k: event[k] for k in keys if k in event}, "status": "cancelled"}
 
     @staticmethod
     def _expand(master: dict[str, Any], high: datetime | None) -> Iterator[dict[str, Any]]:
@@ -365,7 +437,10 @@ class CalendarMixin:
         if "id" in body:
             if not _B32HEX.match(str(body["id"])):
                 raise ApiError(400, "invalid", "Invalid resource id value.")
-            if body["id"] in calendar.events:
+            # "if you are allowed to provide a resource ID, then the operation will only succeed
+            # if no existing entry has that ID" (guide "Get specific versions of resources"):
+            # a deleted event keeps its id (it is a cancelled entry), so re-inserting it is 409.
+            if body["id"] in calendar.events or body["id"] in calendar.reserved:
                 raise ApiError(409, "duplicate", "The requested identifier already exists.")
         event = self._new_event(calendar, {k: v for k, v in body.items() if k not in ("updated", "created")})
         event["created"] = _rfc3339(_now())
@@ -399,6 +474,9 @@ class CalendarMixin:
         self._check_app_created(calendar, granted, _scopes("calendar.events.delete"))
         event = self._event(calendar, params["eventId"])
         if event.get("status") == "cancelled":
+            # deleting a deleted event: 410 "Resource has been deleted" (python-client #210)
             raise ApiError(410, "deleted", "Resource has been deleted")
         event["status"] = "cancelled"
         self._touch(calendar, event)
+        if not self._organizer(event):
+            self._strip(event)

@@ -217,7 +217,9 @@ class FakeGoogle(CalendarMixin, TasksMixin, AuthMixin):
             single = {k: v[0] for k, v in query.items()}
             fields = single.pop("fields", None)
             with self.lock:
-                result = handler(params=params, query=single, body=payload, headers=headers, granted=granted)
+                result = handler(
+                    params=params, query=single, multi=query, body=payload, headers=headers, granted=granted
+                )
             if result is None:
                 return 204, {}, b""
             if fields:

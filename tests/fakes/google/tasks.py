@@ -41,7 +41,9 @@ class TasksMixin:
             return [t.title for t in self.tasklists.values()]
 
     def complete_task_in_app(self, tasklist_title: str, task_id: str) -> None:
-        """Tick a task in Google's own app: completed, and hidden from default listings."""
+        """Tick a task in Google's own app: completed, and hidden from default listings
+        (showCompleted: "showHidden must also be True to show tasks completed in first party
+        clients")."""
         with self.lock:
             for tasklist in self.tasklists.values():
                 if tasklist.title == tasklist_title:
@@ -59,6 +61,24 @@ class TasksMixin:
                     tasklist.tasks[task_id].update(deleted=True, updated=_rfc3339(_now()))
                     return
             raise KeyError(tasklist_title)
+
+    def rename_tasklist_in_app(self, title: str, new_title: str) -> None:
+        """Rename a list in Google Tasks: its id stays."""
+        with self.lock:
+            for tasklist in self.tasklists.values():
+                if tasklist.title == title:
+                    tasklist.title = new_title
+                    return
+            raise KeyError(title)
+
+    def delete_tasklist_in_app(self, title: str) -> None:
+        """Delete a list (and its tasks) in Google Tasks: its id answers 404 from now on."""
+        with self.lock:
+            for tasklist_id, tasklist in list(self.tasklists.items()):
+                if tasklist.title == title:
+                    del self.tasklists[tasklist_id]
+                    return
+            raise KeyError(title)
 
     def _tasklist(self, tasklist_id: str) -> _TaskList:
         if tasklist_id == "@default":
@@ -92,7 +112,8 @@ class TasksMixin:
 
     @staticmethod
     def _due(value: Any) -> str:
-        """Only the date of `due` is kept (the time is discarded)."""
+        """Only the date of `due` is kept: "Only date information is recorded; the time portion
+        of the timestamp is discarded when setting this field" (Task.due)."""
         try:
             day = datetime.fromisoformat(str(value)).date()
         except ValueError as exc:
@@ -101,6 +122,10 @@ class TasksMixin:
 
     def _tasks_tasks_list(self, *, params: dict[str, str], query: dict[str, str], **_: Any) -> dict[str, Any]:
         tasklist = self._tasklist(params["tasklist"])
+        # tasks.list, tasks v1 discovery document:
+        # showCompleted "The default is True. Note that showHidden must also be True to show
+        # tasks completed in first party clients, such as the web UI and Google's mobile apps";
+        # showHidden "The default is False"; showDeleted "The default is False".
         completed = query.get("showCompleted", "true") == "true"
         hidden = query.get("showHidden") == "true"
         deleted = query.get("showDeleted") == "true"
