@@ -56,7 +56,32 @@ class Appt:
     last_modified: datetime = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
     all_day: bool = False
     utc_offset: str = ""  # e.g. "+01:00": write the single event's dateTime in that offset, no timeZone
-    deleted: bool = False  # Google only: a deleted single event (a tombstone); absent from the .ics twin
+    # Google: deleted (a tombstone; its details stay, as on the organizer's calendar). The .ics
+    # twin of a single event deleted before its start is STATUS:CANCELLED (docs/policy.md); a
+    # deleted series is absent from it.
+    deleted: bool = False
+    event_type: str = "default"  # Google's eventType; the twin: busy text-less, or absent
+    declined_by_me: bool = False  # an invitation the therapist declined (self attendee); twin: absent
+
+    def twin(self) -> str | None:
+        """The .ics twin of this Google object, as callsheet should read it; None when absent."""
+        if self.declined_by_me or self.event_type not in ("default", "focusTime", "outOfOffice"):
+            return None
+        if self.event_type != "default":
+            return vevent(self.uid, "Busy", self.start, minutes=self.minutes)
+        if self.deleted:
+            if self.weekly or self.last_modified >= self.start:
+                return None
+            return vevent(
+                self.uid,
+                self.summary,
+                self.start,
+                minutes=self.minutes,
+                status="CANCELLED",
+                last_modified=self.last_modified,
+                created=self.created,
+            )
+        return self.ics()
 
     def ics(self) -> str:
         """The .ics twin (VEVENTs, no VCALENDAR)."""
@@ -156,6 +181,11 @@ class Appt:
         }
         if self.deleted:
             master["status"] = "cancelled"
+        if self.event_type != "default":
+            master["eventType"] = self.event_type
+        if self.declined_by_me:
+            master["organizer"] = {"email": "frontdesk.fake@example.test"}
+            attendees.append({"email": FakeGoogle.PRIMARY, "self": True, "responseStatus": "declined"})
         if attendees:
             master["attendees"] = attendees
         if self.weekly:
@@ -216,8 +246,10 @@ def sample_clients() -> tuple[ClientSpec, ...]:
 def sample_calendars() -> tuple[list[Appt], list[Appt]]:
     """Two calendars of appointments: weekly series with a moved, a re-titled ("no show") and a
     cancelled instance; a client attendee who declined; a time written in another offset; a
-    personal event; an all-day event; a deleted event (Google only); a double booking across
-    the two calendars."""
+    personal event; an all-day event; a double booking across the two calendars. Google only
+    (their twins say what callsheet must read): a single event deleted before its start; a
+    deleted whole series; focus time titled with a client's name; out of office; a birthday;
+    a working location titled with a client's name; an invitation the therapist declined."""
     first = [
         Appt(
             "series-avery",
@@ -247,7 +279,34 @@ def sample_calendars() -> tuple[list[Appt], list[Appt]]:
         Appt("single-devon", "Devon Ueda", local("2026-03-04 13:00")),
         Appt("personal-dentist", "Dentist", local("2026-03-19 12:00"), minutes=60),
         Appt("allday-conference", "Conference with Avery Quinn", local("2026-03-20 00:00"), all_day=True),
-        Appt("single-finley-deleted", "Finley Wu", local("2026-03-12 16:00"), deleted=True),
+        Appt(
+            "single-finley-deleted",
+            "Finley Wu",
+            local("2026-03-12 16:00"),
+            deleted=True,
+            last_modified=local("2026-03-10 09:00"),
+        ),
+        Appt(
+            "series-blake-old",
+            "Blake Rowe",
+            local("2026-01-07 09:00"),
+            weekly=8,
+            deleted=True,
+            last_modified=local("2026-03-01 09:00"),
+        ),
+        Appt(
+            "focus-avery", "Notes Avery Quinn", local("2026-03-17 16:00"), minutes=60, event_type="focusTime"
+        ),
+        Appt(
+            "ooo-afternoon", "Out of office", local("2026-03-25 13:00"), minutes=240, event_type="outOfOffice"
+        ),
+        Appt(
+            "birthday-cameron", "Cameron Tate", local("2026-03-21 00:00"), all_day=True, event_type="birthday"
+        ),
+        Appt(
+            "office-finley", "Finley Wu", local("2026-03-16 09:00"), minutes=480, event_type="workingLocation"
+        ),
+        Appt("invite-cameron", "Cameron Tate", local("2026-03-12 11:00"), declined_by_me=True),
     ]
     second = [
         Appt("series-emery", "Emery Vance", local("2026-02-05 15:00"), weekly=10),
@@ -333,6 +392,7 @@ def vdir_twin(root: Path, *, clients: Sequence[ClientSpec] | None = None) -> Pra
     practice = Practice(root, clients=clients or sample_clients())
     first, second = sample_calendars()
     for appt in (*first, *second):
-        if not appt.deleted:
-            practice.add(appt.uid, appt.ics())
+        twin = appt.twin()
+        if twin is not None:
+            practice.add(appt.uid, twin)
     return practice

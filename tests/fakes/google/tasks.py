@@ -62,6 +62,13 @@ class TasksMixin:
                     return
             raise KeyError(tasklist_title)
 
+    def tasklists_by_title(self, title: str) -> _TaskList:
+        """The stored list with this title (tests edit its tasks as the app would)."""
+        for tasklist in self.tasklists.values():
+            if tasklist.title == title:
+                return tasklist
+        raise KeyError(title)
+
     def rename_tasklist_in_app(self, title: str, new_title: str) -> None:
         """Rename a list in Google Tasks: its id stays."""
         with self.lock:
