@@ -16,6 +16,7 @@ from tests.fakes.google import (
     Appt,
     FakeGoogle,
     GooglePractice,
+    google_id,
     google_practice,
     seed,
     vdir_twin,
@@ -227,3 +228,65 @@ def test_the_window_moving_relists_without_a_changed_calendar(gp: GooglePractice
     assert {(c.param("timeMin"), c.param("timeMax")) for c in windowed} == {
         (window.start.isoformat(), window.end.isoformat())
     }
+
+
+def _occurrences(gp: GooglePractice, uid: str) -> list[tuple[str, int]]:
+    with sqlite3.connect(gp.practice.root / "var" / "state.db") as conn:
+        rows = conn.execute("SELECT start, cancelled FROM occurrences WHERE uid = ? ORDER BY start", (uid,))
+        return [(str(start), int(cancelled)) for start, cancelled in rows]
+
+
+def test_a_deleted_series_is_absent_on_a_cold_start_not_a_run_of_cancellations(gp: GooglePractice) -> None:
+    """Google lists a deleted series as cancelled instances; its series is cancelled, so none of them is read."""
+    assert _run(gp.config) == 0
+    windowed = [c for c in gp.fake.calls("calendar.events.list") if c.param("singleEvents") == "true"]
+    assert windowed  # the fake did list the old series' cancelled instances (showDeleted + singleEvents)
+    assert _occurrences(gp, google_id("series-blake-old")) == []
+    assert gp.fake.calls("calendar.events.get")  # the series itself was asked
+
+
+def test_deleting_a_live_series_keeps_its_past_as_history(gp: GooglePractice) -> None:
+    """Emery's series deleted between passes: sessions already held stay attended, the future ones are cancelled."""
+    assert _run(gp.config) == 0
+    uid = google_id("series-emery")
+    before = _occurrences(gp, uid)
+    assert before and all(cancelled == 0 for _, cancelled in before)
+    gp.fake.delete_event(gp.second_calendar, uid, at="2026-03-18T17:01:00Z")
+    assert _run(gp.config, SOON) == 0
+    after = dict(_occurrences(gp, uid))
+    now = datetime.fromisoformat(SOON)
+    past = [s for s in after if datetime.fromisoformat(s) < now]
+    future = [s for s in after if datetime.fromisoformat(s) >= now]
+    assert past and all(after[s] == 0 for s in past)
+    assert future and all(after[s] == 1 for s in future)
+
+
+def test_the_window_listing_asks_only_for_event_types_that_matter(gp: GooglePractice) -> None:
+    """Every listing of the practice calendars sends eventTypes default, focusTime, outOfOffice (no birthdays)."""
+    assert _run(gp.config) == 0
+    source = [c for c in gp.fake.calls("calendar.events.list") if c.param("privateExtendedProperty") is None]
+    assert source and all(
+        sorted(c.query["eventTypes"]) == ["default", "focusTime", "outOfOffice"] for c in source
+    )
+
+
+def test_colour_names_mark_a_no_show_like_their_ids(
+    fake: FakeGoogle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """no_show_colors = ["Tomato"] reads an appointment coloured "11" as a no-show."""
+    gp = google_practice(fake, tmp_path / "google")
+    text = gp.config.read_text(encoding="utf-8").replace(
+        "[markers]\n", '[markers]\nno_show_colors = ["Tomato"]\n'
+    )
+    gp.config.write_text(text, encoding="utf-8")
+    fake.add_event(
+        gp.second_calendar,
+        {
+            "summary": "Emery Vance",
+            "colorId": "11",
+            "start": {"dateTime": "2026-03-17T15:00:00-05:00", "timeZone": "America/Chicago"},
+            "end": {"dateTime": "2026-03-17T15:50:00-05:00", "timeZone": "America/Chicago"},
+        },
+    )
+    reasons = {(x["client"], x["reason"]) for x in _plan(gp.config, capsys)}
+    assert ("c005", "no_show") in reasons
