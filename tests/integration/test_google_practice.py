@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -290,3 +290,38 @@ def test_colour_names_mark_a_no_show_like_their_ids(
     )
     reasons = {(x["client"], x["reason"]) for x in _plan(gp.config, capsys)}
     assert ("c005", "no_show") in reasons
+
+
+def _single(summary: str, start: str, **extra: object) -> dict[str, object]:
+    begin = datetime.fromisoformat(start)
+    return {
+        "summary": summary,
+        "start": {"dateTime": begin.isoformat(), "timeZone": "America/Chicago"},
+        "end": {"dateTime": (begin + timedelta(minutes=50)).isoformat(), "timeZone": "America/Chicago"},
+        "created": "2026-03-01T12:00:00Z",
+        **extra,
+    }
+
+
+def test_a_deleted_appointment_counts_only_while_google_shows_its_details(gp: GooglePractice) -> None:
+    """Deleted before its start with its details: cancelled at the deletion; once the details are gone: absent."""
+    ident = gp.fake.add_event(
+        "primary", _single("Blake Rowe", "2026-03-20T10:00:00-05:00", id="blakedeleted1")
+    )
+    gp.fake.delete_event("primary", ident, at="2026-03-15T14:00:00Z")
+    assert _run(gp.config) == 0
+    assert _occurrences(gp, ident) == [("2026-03-20T15:00:00+00:00", 1)]
+    cold = google_practice(gp.fake, gp.practice.root.parent / "cold", seeded=False)
+    gp.fake.forget_details("primary", ident)
+    assert _run(cold.config) == 0
+    assert _occurrences(cold, ident) == []
+
+
+def test_a_deleted_copy_of_a_moved_appointment_is_not_a_cancellation(gp: GooglePractice) -> None:
+    """The same event live in one calendar and deleted in another was moved: it stays booked."""
+    body = _single("Blake Rowe", "2026-03-20T10:00:00-05:00", id="blakemoved001")
+    gp.fake.add_event("primary", body)
+    gp.fake.add_event(gp.second_calendar, body)
+    gp.fake.delete_event(gp.second_calendar, "blakemoved001", at="2026-03-15T14:00:00Z")
+    assert _run(gp.config) == 0
+    assert _occurrences(gp, "blakemoved001") == [("2026-03-20T15:00:00+00:00", 0)]
