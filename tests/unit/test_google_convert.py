@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 import httplib2
 import pytest
 from googleapiclient.errors import HttpError
+from hypothesis import given
+from hypothesis import strategies as st
 from tenacity import RetryCallState
 
 from connectors.google import convert
@@ -440,3 +442,22 @@ def test_fixed_offsets_are_fine_for_recurrence_ids() -> None:
     """A recurrence id from a fixed-offset original start is the same UTC instant."""
     assert convert.recurrence_id({"dateTime": "2026-03-09T16:00:00+01:00"}, UTC) == "20260309T150000Z"
     assert convert.recurrence_id({"date": "2026-03-09"}, UTC) == "20260309"
+
+
+_TYPED = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80).filter(
+    lambda s: "callsheet-key:" not in s
+)
+
+
+@given(typed=_TYPED, above=_TYPED, generation=st.integers(min_value=1, max_value=999))
+def test_whatever_the_therapist_types_around_the_key_line_the_task_stays_ours(
+    typed: str, above: str, generation: int
+) -> None:
+    """Text added above or below the key line never loses the key, uid or owner, and closing keeps it."""
+    reminder = replace(_reminder(), generation=generation, owner="0123456789abcdef")
+    notes = f"{above}\n{convert.task_notes(reminder)}\n{typed}"
+    item = convert.managed_task({"id": "t1", "notes": notes}, CHICAGO)
+    assert item is not None
+    assert (item.key, item.generation, item.owner) == (reminder.key, generation, "0123456789abcdef")
+    closed = convert.managed_task({"id": "t1", "notes": convert.closed_notes(notes, "x")}, CHICAGO)
+    assert closed is not None and closed.uid == item.uid

@@ -76,10 +76,13 @@ class AuthMixin:
         if granted is None:
             raise ApiError(401, "authError", "Request had invalid authentication credentials.")
         if not granted & route.scopes:
+            # each method lists the scopes that authorise it (discovery document "scopes")
             raise ApiError(403, "insufficientPermissions", "Request had insufficient authentication scopes.")
         return granted
 
     @staticmethod
+    # scope calendar.app.created: "Make secondary Google calendars, and see, create, change, and
+    # delete events on them" - only calendars this app made (403 elsewhere: unverified).
     def _check_app_created(
         calendar: _Calendar, granted: frozenset[str], route_scopes: frozenset[str]
     ) -> None:
@@ -130,6 +133,8 @@ class AuthMixin:
             if f.get("grant_type") == "refresh_token":
                 scopes = self.refresh_tokens.get(f.get("refresh_token", ""))
                 if scopes is None:
+                    # RefreshError('invalid_grant: Token has been expired or revoked.')
+                    # (googleworkspace/python-samples #1644)
                     return fail("invalid_grant", "Token has been expired or revoked.")
                 asked = frozenset(f["scope"].split()) if f.get("scope") else scopes
                 if not asked <= scopes:

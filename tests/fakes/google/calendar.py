@@ -245,12 +245,14 @@ class CalendarMixin:
             bad = [name for name in _SYNC_FORBIDDEN if name in query]
             if bad:
                 raise ApiError(400, "invalid", f"Sync token cannot be used with {bad[0]}.")
+            # syncToken: "it is not allowed to set showDeleted to False"
             if query.get("showDeleted") == "false":
                 raise ApiError(400, "invalid", "showDeleted cannot be false with a sync token.")
             try:
                 token = _unb64(sync)
             except ValueError:
                 token = {}
+            # "If the syncToken expires, the server will respond with a 410 GONE response code"
             if token.get("c") != calendar.id or token.get("g") != calendar.generation:
                 raise ApiError(
                     410, "fullSyncRequired", "Sync token is no longer valid, a full sync is required."
@@ -283,7 +285,7 @@ class CalendarMixin:
             [_public(e) for e in items],
             query,
             kind="calendar#events",
-            default=250,
+            default=250,  # maxResults: "By default the value is 250 events. The page size can never be larger than 2500"
             cap=2500,
             extra={
                 "summary": calendar.summary,
@@ -299,6 +301,10 @@ class CalendarMixin:
 
     @staticmethod
     def _window(query: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
+        """timeMin: "Lower bound (exclusive) for an event's end time to filter by"; timeMax:
+        "Upper bound (exclusive) for an event's start time"; both "Must be an RFC3339 timestamp
+        with mandatory time zone offset"."""
+
         def read(name: str) -> datetime | None:
             text = query.get(name)
             if text is None:
@@ -389,6 +395,7 @@ class CalendarMixin:
         start_raw, end_raw = master["start"], master["end"]
         zone_name = start_raw.get("timeZone")
         if not zone_name:
+            # EventDateTime.timeZone: "For recurring events this field is required"
             raise ApiError(400, "invalid", "Missing time zone definition for start time.")
         tz = ZoneInfo(zone_name)
         start = _when(start_raw)
@@ -462,6 +469,7 @@ class CalendarMixin:
         event = self._event(calendar, params["eventId"])
         wanted = headers.get("if-match") or headers.get("If-Match")
         if wanted and wanted != event["etag"]:
+            # guide "Get specific versions of resources": a stale If-Match answers 412
             raise ApiError(412, "conditionNotMet", "Precondition Failed")
         _merge(
             event, {k: v for k, v in (body or {}).items() if k not in ("id", "etag", "updated", "created")}

@@ -22,9 +22,13 @@ _DOCS = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
 AUTH = "https://www.googleapis.com/auth/"
 
 
+# Event.id: "characters allowed in the ID are those used in base32hex encoding, i.e. lowercase
+# letters a-v and digits 0-9 ... the length of the ID must be between 5 and 1024 characters".
 _B32HEX = re.compile(r"^[a-v0-9]{5,1024}$")
 
 
+# events.list syncToken: "There are several query parameters that cannot be specified together
+# with nextSyncToken to ensure consistency of the client state" (these).
 _SYNC_FORBIDDEN = (
     "iCalUID",
     "orderBy",

@@ -163,6 +163,9 @@ class Appt:
                     "summary": self.summary,
                     "start": {"date": day.isoformat()},
                     "end": {"date": (day + timedelta(days=1)).isoformat()},
+                    # the Calendar app makes all-day events "Available" (the API default is opaque)
+                    "transparency": "transparent",
+                    "eventType": self.event_type,
                     **stamp,
                 }
             ]

@@ -252,6 +252,8 @@ class FakeGoogle(CalendarMixin, TasksMixin, AuthMixin):
         if offset + size < len(items):
             out["nextPageToken"] = _b64({"o": offset + size})
         elif sync_token is not None:
+            # nextSyncToken: "Omitted if further results are available, in which case
+            # nextPageToken is provided" (it is on the last page only)
             out["nextSyncToken"] = sync_token
         return out
 

@@ -107,6 +107,7 @@ class TasksMixin:
 
     def _tasks_tasklists_list(self, *, query: dict[str, str], **_: Any) -> dict[str, Any]:
         items = [self._tasklist_json(t) for t in sorted(self.tasklists.values(), key=lambda t: t.order)]
+        # tasklists.list maxResults: "Maximum is 1000"; the fake pages sooner to exercise paging
         return self._page(items, query, kind="tasks#taskLists", default=20, cap=1000)
 
     def _tasks_tasklists_get(self, *, params: dict[str, str], **_: Any) -> dict[str, Any]:
@@ -143,6 +144,7 @@ class TasksMixin:
             and (hidden or not t.get("hidden"))
             and (completed or t.get("status") != "completed")
         ]
+        # tasks.list maxResults: "The default is 20 (max allowed: 100)"
         return self._page(items, query, kind="tasks#tasks", default=20, cap=100)
 
     def _task(self, tasklist: _TaskList, task_id: str) -> dict[str, Any]:
@@ -158,6 +160,7 @@ class TasksMixin:
         tasklist = self._tasklist(params["tasklist"])
         if not isinstance(body, dict):
             raise ApiError(400, "invalid", "Invalid Value")
+        # Task.notes "maximum length allowed: 8192 characters"; Task.title "1024 characters"
         if len(str(body.get("notes") or "")) > 8192 or len(str(body.get("title") or "")) > 1024:
             raise ApiError(400, "invalid", "Invalid Value")
         task_id = secrets.token_urlsafe(16).replace("-", "x").replace("_", "y")
