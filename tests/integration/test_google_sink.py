@@ -304,6 +304,17 @@ def test_an_alert_written_again_after_its_deletion_gets_a_fresh_id_and_is_writte
     assert held == [(1, "cancelled"), (2, "open")]
 
 
+def test_a_reminder_that_returns_after_a_withdrawal_is_written_under_its_next_generation(
+    gp: GooglePractice, sink: GoogleSink
+) -> None:
+    """A need withdrawn (event deleted) that comes back as generation 2 is really written, not lost to a 409."""
+    sink.create(_reminder())
+    sink.withdraw(next(m for m in sink.managed() if m.kind == "event"), note="resolved", delete=True)
+    receipt = sink.create(replace(_reminder(), generation=2))
+    assert receipt.gone is False and receipt.ref == f"{KEY}e2"
+    assert [e["id"] for e in gp.ours()] == [f"{KEY}e2"]
+
+
 def test_a_deleted_item_is_not_deleted_again(gp: GooglePractice, sink: GoogleSink) -> None:
     """delete() of an event or task listed as deleted sends nothing (no DELETE answered 410 every pass)."""
     sink.create(_alert(1))
