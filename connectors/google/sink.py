@@ -15,8 +15,8 @@ events are listed with one `privateExtendedProperty` filter, deleted ones includ
 Tasks go into a task list (`[reminders] tasklist`, a title or an id, default "Client calls";
 created on the first write, never by `plan`). Its id is kept in `<state_dir>/google-tasklist.json`
 once found, so renaming the list in Google Tasks changes nothing. A list that was deleted is
-made anew with a warning and `managed()` raises ItemsUnseenError for that pass: its tasks are
-unknown, never "completed by the therapist". Tasks have no client ids and are not idempotent,
+reported with a warning and `managed()` raises ItemsUnseenError for that pass: its tasks are
+unknown, never "completed by the therapist"; the next task written makes the list anew. Tasks have no client ids and are not idempotent,
 so the key line (after a separator at the end of the notes, found anywhere in them) names
 them, and the list is re-read before an insert is retried. Only items carrying our key are
 ever touched; items already deleted are not deleted again.
@@ -25,6 +25,7 @@ ever touched; items already deleted are not deleted again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,15 +158,15 @@ class GoogleSink:
             return self._list_tasks(tasklist)
         except NotFoundError:
             pass
-        # The list we wrote to is gone (deleted in Google Tasks): make it anew, and say that
-        # its tasks could not be seen, so that none is read as completed or deleted.
+        # The list we wrote to is gone (deleted in Google Tasks): say that its tasks could not
+        # be seen, so that none is read as completed or deleted. The next task written makes
+        # the list anew (not here: listing never writes, so `check` and `plan` stay read-only).
         log.warning("sink.tasklist.lost", sink=self.name)
         self._tasklist = None
         self._forget_tasklist()
-        self._find_tasklist(create=True)
         raise ItemsUnseenError(
-            "the reminder task list was deleted in Google Tasks; callsheet made it anew (empty). "
-            "Its earlier tasks are unknown, not completed",
+            "the reminder task list was deleted in Google Tasks; the next task callsheet writes "
+            "makes it anew. Its earlier tasks are unknown, not completed",
             kind="task",
             source=self.name,
             operation="tasks.list",
@@ -348,11 +349,13 @@ class GoogleSink:
                 tasks = self.api.tasks.tasks()
                 current = self.api.call(tasks.get(tasklist=tasklist, task=item.ref), operation="tasks.get")
                 _, _, typed = convert.split_notes(str(current.get("notes") or ""))
+                same = dataclasses.replace(reminder, generation=item.generation)
                 made = self.api.call(
                     tasks.patch(
                         tasklist=tasklist,
                         task=item.ref,
-                        body={"title": reminder.title, "notes": convert.task_notes(reminder, typed)},
+                        # the task keeps its identity: the key line names the generation it has
+                        body={"title": reminder.title, "notes": convert.task_notes(same, typed)},
                     ),
                     operation="tasks.patch",
                 )
