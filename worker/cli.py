@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate config and roster, reach every calendar")
     check.add_argument("--health", action="store_true", help="exit 1 when the last good pass is too old")
+    check.add_argument(
+        "--write-probe",
+        action="store_true",
+        help="also write and remove one throw-away reminder of each kind (check writes nothing without it)",
+    )
 
     purge = sub.add_parser("purge", help="remove every item callsheet wrote (only ours)")
     purge.add_argument("--dry-run", action="store_true", help="list what would be removed")
@@ -206,7 +211,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         return commands.status(settings, parse_now(args.now, settings), as_json=args.json)
     if args.command == "check":
-        return commands.check(settings, health=args.health)
+        return commands.check(settings, health=args.health, write_probe=args.write_probe)
     if args.command == "purge":
         return commands.purge(settings, dry_run=args.dry_run or not args.yes)
     raise _usage(f"unknown command {args.command!r}")

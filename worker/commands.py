@@ -7,6 +7,7 @@ client beyond the alias the therapist chose for reminder titles.
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -239,7 +240,7 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
     return EXIT_OK
 
 
-def check(settings: Settings, *, health: bool) -> int:
+def check(settings: Settings, *, health: bool, write_probe: bool = False) -> int:
     """A checklist: config, source reachable, sink writable; or the heartbeat's age."""
     if health:
         beat = runner.read_health(settings.state_dir)
@@ -257,7 +258,7 @@ def check(settings: Settings, *, health: bool) -> int:
             return EXIT_FAILED
         print(f"healthy: last good pass {int(age.total_seconds())}s ago")
         return EXIT_OK
-    return _checklist(settings)
+    return _checklist(settings, write_probe=write_probe)
 
 
 def _private(path: Path | None) -> str | None:
@@ -271,9 +272,14 @@ def _private(path: Path | None) -> str | None:
 
 
 def _probe(sink: Sink, kind: ItemKind, now: datetime) -> None:
-    """Write and remove one throw-away item: proves write access without leaving anything."""
+    """Write and remove one throw-away item: proves write access without leaving anything.
+
+    Each run probes with a key of its own (Google keeps a deleted event's id reserved, so a
+    fixed one would prove nothing the second time), and a write that did not happen fails.
+    """
+    nonce = secrets.token_hex(8)
     probe = Reminder(
-        key=reminder_key("callsheet", SystemReason.CHECK.value, "probe", kind),
+        key=reminder_key("callsheet", SystemReason.CHECK.value, "probe", f"{kind}-{nonce}"),
         kind=kind,
         client_id=ClientId("callsheet"),
         reason=SystemReason.CHECK,
@@ -283,7 +289,9 @@ def _probe(sink: Sink, kind: ItemKind, now: datetime) -> None:
         description="Written and deleted by `callsheet check`.",
         payload_hash="check",
     )
-    sink.create(probe)
+    receipt = sink.create(probe)
+    if receipt.gone:
+        raise ConnectorError("the probe was not written (the calendar reports it deleted)", operation="check")
     for item in sink.managed():
         if item.key == probe.key and item.kind == kind:
             sink.delete(item)
@@ -297,8 +305,11 @@ def _describe(connector: object) -> None:
             print(f"     {line}")
 
 
-def _checklist(settings: Settings) -> int:
-    """Every check in turn, each with the fix when it fails; exit 1 when any failed."""
+def _checklist(settings: Settings, *, write_probe: bool = False) -> int:
+    """Every check in turn, each with the fix when it fails; exit 1 when any failed.
+
+    Read-only unless `write_probe`: then one throw-away item of each kind is written and removed.
+    """
     failures = 0
 
     def report(ok: bool, text: str, fix: str = "") -> None:
@@ -361,7 +372,7 @@ def _checklist(settings: Settings) -> int:
                 f"reminders {settings.reminders.kind}: holds {count} of our items",
                 "set events_path/events_url/calendar_id in [reminders]",
             )
-            for kind in kinds:
+            for kind in kinds if write_probe else ():
                 try:
                     _probe(sink, kind, now)
                     report(True, f"reminders: can write {kind}s")
@@ -394,7 +405,8 @@ def purge(settings: Settings, *, dry_run: bool) -> int:
     """Delete every item that carries our key; nothing else."""
     sink = open_sink(settings, settings.reminders)
     try:
-        items, foreign = planning.ours(list(sink.managed()), owner_of(settings))
+        found, foreign = planning.ours(list(sink.managed()), owner_of(settings))
+        items = [i for i in found if i.status != "cancelled"]  # Google lists deleted ones: gone already
         for item in items:
             if dry_run:
                 print(f"would remove {item.kind} {item.key}")

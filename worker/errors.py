@@ -111,3 +111,12 @@ class ClockError(GuardError):
     """`now` is more than an hour before the last pass: the clock is wrong."""
 
     way_out = "fix the system clock (NTP); the next pass with a correct clock goes on"
+
+
+class ItemsUnseenError(ConnectorError):
+    """The sink could not see its items of `kind` this pass (their list was deleted and made
+    anew, empty): the missing items are unknown, never "handled by the therapist"."""
+
+    def __init__(self, message: str, *, kind: str, source: str = "", operation: str = "") -> None:
+        super().__init__(message, source=source, operation=operation)
+        self.kind = kind

@@ -192,11 +192,18 @@ def alert_if_failing(settings: Settings, now: datetime, error: str) -> bool:
         try:
             if "event" not in sink.kinds():
                 reminder = replace(reminder, kind="task")
-            sink.create(reminder)
+            # a fresh item each incident, above any attention item the calendar still lists
+            # (health.json may be new; Google and Nextcloud never take a used name again)
+            seen = [m.generation for m in sink.managed() if m.key == ALERT_KEY]
+            generation = max([generation, *(g + 1 for g in seen)])
+            receipt = sink.create(replace(reminder, generation=generation))
         finally:
             sink.close()
     except Exception as exc:  # noqa: BLE001 - the alert is best effort; the health file still tells
         log.warning("alert.unwritable", error=type(exc).__name__)
+        return False
+    if receipt.gone:
+        log.warning("alert.unwritable", error="gone")
         return False
     beat["alerted"] = True
     beat["alert_generation"] = generation

@@ -216,7 +216,7 @@ def decide(
             foreign_name=foreign["name"],
             foreign_owner=foreign["owner"],
         )
-    alerts = [m for m in every_item if m.reason == SystemReason.ATTENTION.value]
+    alerts = [m for m in every_item if m.reason == SystemReason.ATTENTION.value and m.status == "open"]
     held_items = [m for m in every_item if m.reason != SystemReason.ATTENTION.value]
     records = state.records()
     current, _newer = current_items(records, held_items)

@@ -24,7 +24,7 @@ import structlog
 from connectors.base import Sink, check_locations, open_sink, open_source, owner_of
 from worker.apply import apply
 from worker.config import Settings
-from worker.errors import ClockError, ConfigError, ConnectorError, LockedError
+from worker.errors import ClockError, ConfigError, ConnectorError, ItemsUnseenError, LockedError
 from worker.health import read_health, record_failure, record_outcome, write_health
 from worker.planning import Plan, decide
 from worker.roster import Roster
@@ -177,15 +177,23 @@ def _pass(
             sink = open_sink(settings, settings.reminders)
         if on_phase:
             on_phase("working out the calls")
-        plan = decide(
-            settings,
-            state,
-            sink,
-            now,
-            owner=owner_of(settings),
-            include_stale=include_stale,
-            accept_deletions=accept.deletions,
-        )
+        try:
+            plan = decide(
+                settings,
+                state,
+                sink,
+                now,
+                owner=owner_of(settings),
+                include_stale=include_stale,
+                accept_deletions=accept.deletions,
+            )
+        except ItemsUnseenError as exc:
+            # the sink lost a whole list (not the therapist handling each item): nothing is
+            # tombstoned; the open items of that kind are written afresh next pass
+            if not dry_run:
+                released = state.release_open(exc.kind, now=now, note="list lost")
+                log.warning("sink.items_unseen", kind=exc.kind, count=released)
+            raise
         plan.counts.update(counts)
         done: Counter[str] = Counter()
         if not dry_run:

@@ -595,6 +595,18 @@ class State:
                 ),
             )
 
+    def release_open(self, kind: str, *, now: datetime, note: str) -> int:
+        """Mark every open record of `kind` withdrawn: their items are gone without anyone
+        handling them (a task list deleted as a whole), so a need still due is written afresh
+        under its next generation. Returns how many."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE reminders SET status = 'withdrawn', note = ?, updated_at = ? "
+                "WHERE kind = ? AND status = 'open'",
+                (note, _iso(now), kind),
+            )
+            return int(cursor.rowcount)
+
     def forget_records(self, slots: Iterable[tuple[str, str]]) -> None:
         """Drop the records of items removed on purpose (`purge`)."""
         with self.transaction() as db:

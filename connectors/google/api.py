@@ -7,7 +7,9 @@ errors into the worker's error tree at this boundary:
 - connection errors and timeouts, 5xx, 429, 403 rateLimitExceeded/userRateLimitExceeded:
   TransientError, retried here (one layer: tenacity, full-jitter exponential backoff, a total
   budget well below the pass interval, and the server's Retry-After when it asks for more);
-- 403 quotaExceeded: ConnectorError, not retried (the pass ends; the next interval retries);
+- 403 quotaExceeded (the account's Calendar usage limits, "The user reached one of the Google
+  Calendar limits in place to protect Google users") and dailyLimitExceeded (the Cloud
+  project's quota): ConnectorError, not retried, each with its own advice;
 - 401 after a refresh, refused refresh tokens, missing scopes: AuthError (exit code 3);
 - 404 NotFoundError, 410 GoneError, 409 DuplicateError, 412 ConflictError; other 4xx are
   permanent ConnectorErrors.
@@ -48,7 +50,6 @@ from worker.errors import AuthError, ConflictError, ConnectorError, NotFoundErro
 log = structlog.get_logger()
 
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
-_QUOTA_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
 _SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
 
 
@@ -120,9 +121,20 @@ def translate_http_error(
     what = f"Google answered {status}{' ' + reason if reason else ''} to {operation}"
     if status == 429 or status >= 500 or (status == 403 and reason in _RATE_REASONS):
         return TransientError(what, source=source, operation=operation, retry_after=_retry_after(exc))
-    if status == 403 and reason in _QUOTA_REASONS:
+    if status == 403 and reason == "quotaExceeded":
         return ConnectorError(
-            f"{what}: the API quota is used up; the next pass tries again", source=source, operation=operation
+            f"{what}: the Google account reached its Calendar usage limits (too many changes in a short "
+            "time, by callsheet or another app on the same account); Google lifts them after a while, "
+            "often hours; the next pass tries again",
+            source=source,
+            operation=operation,
+        )
+    if status in (403, 429) and reason == "dailyLimitExceeded":
+        return ConnectorError(
+            f"{what}: the Google Cloud project's daily API quota is used up (check that nothing else "
+            "uses the same Cloud project); the next pass tries again",
+            source=source,
+            operation=operation,
         )
     if status == 401:
         return auth_error(

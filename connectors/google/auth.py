@@ -227,13 +227,31 @@ class TokenKeeper:
         text = str(exc.args[0]) if exc.args else ""
         code = text.split(":", 1)[0].strip() if ":" in text else "refused"
         if code == "invalid_grant":
-            problem = "Google refused the stored authorisation (invalid_grant: expired or revoked)"
+            problem = (
+                "the Google token is dead: Google refused the stored authorisation (invalid_grant: "
+                "expired or revoked), and until it is renewed nothing reaches Google, not even "
+                "callsheet's own 'needs attention' reminder (watch `callsheet check --health`)"
+            )
         else:
             problem = f"Google refused to refresh the stored authorisation ({code[:40]})"
         return auth_error(problem, self.config_path, operation="token.refresh", source=self.source)
 
     def persist(self) -> None:
-        """Save the token file when the access token changed since it was read or saved."""
+        """Save the token file when the access token changed since it was read or saved.
+
+        Raises:
+            AuthError: the token file cannot be written (names the file and the fix).
+        """
         if self.credentials.token and self.credentials.token != self._saved:
-            save_credentials(self.path, self.credentials)
+            try:
+                save_credentials(self.path, self.credentials)
+            except OSError as exc:
+                raise AuthError(
+                    f"the Google token file {self.path} cannot be written ({exc.strerror or type(exc).__name__}): "
+                    "callsheet renews the access token about hourly and must save it. Keep the token "
+                    "where callsheet can write, on the state volume (for example next to state.db), "
+                    'and point token_file at it; see docs/google.md "Where the token lives"',
+                    source=self.source,
+                    operation="token.save",
+                ) from None
             self._saved = self.credentials.token

@@ -9,6 +9,16 @@ removed, and only after every page of that calendar succeeded (an error leaves t
 undone: the cursor and the state stay as they were). A 410 (`fullSyncRequired`) drops the
 token and re-lists; it is never swallowed.
 
+What Google returns that is not a plain appointment (docs/google.md, docs/policy.md):
+- a deleted whole series comes back as cancelled instances ("If showDeleted and singleEvents
+  are both True, only single instances of deleted events (but not the underlying recurring
+  events) are returned"): when its series itself is cancelled (or gone), it is deleted, and
+  absent like any deleted object: its past stays history;
+- a deleted single event counts as a cancellation only as docs/policy.md says (the organizer's
+  copy with its details, deleted before its start, not moved: no live event shares its
+  iCalUID or id); otherwise it is absent;
+- the window listing asks only for the event types that matter (`eventTypes`).
+
 The cursor keeps, per calendar, the sync token and the ids of the objects the window held,
 and the window bounds. The token for the next check is taken *before* the window is listed,
 so a change made during the listing is seen by the next pass.
@@ -46,6 +56,8 @@ class GoogleSource(Capabilities):
         self.calendar_ids = source.all_calendar_ids
         self.tz = settings.practice.tz
         self.default_length = settings.rules.default_length
+        markers = settings.markers
+        self.colors = (*markers.no_show_colors, *markers.cancelled_colors)
         self.api = GoogleApi(
             Account(
                 token_file=source.token_file,
@@ -72,6 +84,8 @@ class GoogleSource(Capabilities):
         calendars: dict[str, dict[str, object]] = {}
         relisted = 0
         clean = True
+        listings: list[tuple[int, str, dict[str, dict[str, Any]], tzinfo, set[str] | None]] = []
+        kept: dict[str, set[str]] = {}  # the objects of calendars not re-listed this pass
         for index, calendar_id in enumerate(self.calendar_ids):
             before = old_calendars.get(calendar_id)
             before = before if isinstance(before, Mapping) else {}
@@ -91,13 +105,26 @@ class GoogleSource(Capabilities):
                 next_token = self._new_token(calendar_id, window)
             if must_list:
                 relisted += 1
-                items, bad = self._list_window(calendar_id, window, batch, index)
-                clean = clean and not bad
-                if known_items is not None:
-                    batch.removed |= {self._item(calendar_id, i) for i in known_items - items}
+                listed, fallback = self._list_window(calendar_id, window, batch, index)
+                listings.append((index, calendar_id, listed, fallback, known_items))
+                calendars[calendar_id] = {"token": next_token, "items": []}
             else:
-                items = known_items or set()
-            calendars[calendar_id] = {"token": next_token, "items": sorted(items)}
+                kept[calendar_id] = known_items or set()
+                calendars[calendar_id] = {"token": next_token, "items": sorted(kept[calendar_id])}
+        # Moved, not deleted: an id or iCalUID that is live anywhere this pass can see.
+        live: set[str] = set()
+        for held in kept.values():
+            live |= held
+        for _, _, listed, _, _ in listings:
+            for raw in listed.values():
+                if not convert.is_cancelled(raw):
+                    live |= {str(raw.get("iCalUID") or ""), convert.series_id(raw)}
+        for index, calendar_id, listed, fallback, known_items in listings:
+            items, bad = self._convert(calendar_id, listed, fallback, live, batch, index)
+            clean = clean and not bad
+            if known_items is not None:
+                batch.removed |= {self._item(calendar_id, i) for i in known_items - items}
+            calendars[calendar_id]["items"] = sorted(items)
         for calendar_id, before in old_calendars.items():
             if calendar_id not in calendars and isinstance(before, Mapping):
                 gone = before.get("items")
@@ -132,6 +159,7 @@ class GoogleSource(Capabilities):
             lambda page_token: events.list(
                 calendarId=calendar_id,
                 syncToken=token,
+                eventTypes=list(convert.LISTED_TYPES),
                 pageToken=page_token,
                 maxResults=PAGE_SIZE,
                 fields=convert.CHANGES_FIELDS,
@@ -150,6 +178,7 @@ class GoogleSource(Capabilities):
             lambda page_token: events.list(
                 calendarId=calendar_id,
                 timeMin=window.start.isoformat(),
+                eventTypes=list(convert.LISTED_TYPES),
                 pageToken=page_token,
                 maxResults=PAGE_SIZE,
                 fields=convert.TOKEN_FIELDS,
@@ -161,8 +190,8 @@ class GoogleSource(Capabilities):
 
     def _list_window(
         self, calendar_id: str, window: Window, batch: SourceBatch, index: int
-    ) -> tuple[set[str], int]:
-        """List every instance in the window; fill batch.changed. Returns (object ids, skipped)."""
+    ) -> tuple[dict[str, dict[str, Any]], tzinfo]:
+        """Every instance in the window (all pages), by instance key; and the calendar's zone."""
         events = self.api.calendar.events()
         listed: dict[str, dict[str, Any]] = {}
         fallback: tzinfo = self.tz
@@ -171,6 +200,7 @@ class GoogleSource(Capabilities):
                 calendarId=calendar_id,
                 singleEvents=True,
                 showDeleted=True,
+                eventTypes=list(convert.LISTED_TYPES),
                 timeMin=window.start.isoformat(),
                 timeMax=window.end.isoformat(),
                 pageToken=page_token,
@@ -188,40 +218,72 @@ class GoogleSource(Capabilities):
                 except DataError:
                     batch.bad += 1
                     log.warning("source.item.skipped", source=self.name, calendar=index, problem="no id")
-        # Only now, with every page in hand, is the listing trusted.
+        return listed, fallback
+
+    def _convert(
+        self,
+        calendar_id: str,
+        listed: dict[str, dict[str, Any]],
+        fallback: tzinfo,
+        live: set[str],
+        batch: SourceBatch,
+        index: int,
+    ) -> tuple[set[str], int]:
+        """Fill batch.changed from one calendar's complete listing. Returns (object ids, skipped)."""
         series: dict[str, list[dict[str, Any]]] = {}
         for raw in listed.values():
             if convert.is_deleted_single(raw):
-                continue  # a deleted event: absent (its future occurrences count as vanished)
+                ident = convert.series_id(raw)
+                moved = ident in live or str(raw.get("iCalUID") or "") in live
+                if moved or not convert.deleted_single_cancels(raw, fallback):
+                    continue  # deleted (or moved away): absent, its future occurrences vanish
             series.setdefault(convert.series_id(raw), []).append(raw)
         items: set[str] = set()
         bad = 0
         for series_key, instances in series.items():
-            items.add(series_key)
             item = self._item(calendar_id, series_key)
             try:
-                batch.changed[item] = self._events(calendar_id, series_key, instances, item, fallback)
+                events = self._events(calendar_id, series_key, instances, item, fallback)
             except DataError as exc:
                 bad += 1
                 batch.bad += 1
+                items.add(series_key)
                 log.warning(
                     "source.item.skipped", source=self.name, calendar=index, uid=series_key, problem=str(exc)
                 )
+                continue
+            if events is None:
+                continue  # a deleted series: absent
+            items.add(series_key)
+            batch.changed[item] = events
         return items, bad
 
     def _events(
         self, calendar_id: str, series_key: str, instances: list[dict[str, Any]], item: str, fallback: Any
-    ) -> list[Event]:
-        """The Events of one object (a series or a single event)."""
-        live = [r for r in instances if r.get("status") != "cancelled" and r.get("summary")]
+    ) -> list[Event] | None:
+        """The Events of one object (a series or a single event); None for a deleted series."""
+        live = [r for r in instances if not convert.is_cancelled(r) and r.get("summary")]
         sibling: Mapping[str, Any] | None = live[0] if live else None
+        master: Mapping[str, Any] | None = None
+        fetched = False
+        minimal = [
+            r
+            for r in instances
+            if convert.is_cancelled(r)
+            and r.get("recurringEventId")
+            and (not r.get("summary") or not r.get("updated"))
+        ]
+        if minimal:
+            # The series says whether it still exists, and its `updated` bounds when an
+            # instance without one was cancelled.
+            master, fetched = self._series(calendar_id, series_key), True
+            if not live and (master is None or convert.is_cancelled(master)):
+                return None
         out: list[Event] = []
         for raw in instances:
             template = None
-            if raw.get("status") == "cancelled" and not raw.get("summary"):
-                if sibling is None:
-                    sibling = self._series(calendar_id, series_key)
-                template = sibling
+            if convert.is_cancelled(raw) and raw.get("recurringEventId"):
+                template = _with_updated(sibling or master, master) if fetched else sibling
             event = convert.to_event(
                 raw,
                 item=item,
@@ -229,6 +291,7 @@ class GoogleSource(Capabilities):
                 fallback=fallback,
                 default_length=self.default_length,
                 series=template,
+                colors=self.colors,
             )
             if event is not None:
                 out.append(event)
@@ -236,7 +299,7 @@ class GoogleSource(Capabilities):
         return out
 
     def _series(self, calendar_id: str, series_key: str) -> Mapping[str, Any] | None:
-        """The series itself, for a window where every instance is cancelled (rare)."""
+        """The series itself ("The get method always returns" cancelled events); None when gone."""
         try:
             raw = self.api.call(
                 self.api.calendar.events().get(calendarId=calendar_id, eventId=series_key),
@@ -248,3 +311,14 @@ class GoogleSource(Capabilities):
 
     def close(self) -> None:
         self.api.close()
+
+
+def _with_updated(
+    template: Mapping[str, Any] | None, master: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The text of `template` with the series' own `updated` (None when either is unknown)."""
+    if template is None:
+        return master
+    if master is None:
+        return {k: v for k, v in template.items() if k != "updated"}
+    return {**template, "updated": master.get("updated")}

@@ -10,7 +10,7 @@ import pytest
 from connectors.base import Sink, open_sink
 from connectors.google import api
 from tests.contract.test_sink_contract import SinkContract
-from tests.fakes.google_api import FakeGoogle, google_practice
+from tests.fakes.google import FakeGoogle, google_practice
 from worker.config import load_settings
 
 

@@ -34,7 +34,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from tests.fakes.google_api import FakeGoogle, GooglePractice, google_practice
+from tests.fakes.google import FakeGoogle, GooglePractice, google_practice
 from tests.practice import DEFAULT_CLIENTS, ClientSpec, Practice, vcalendar
 from worker.cli import main as cli_main
 

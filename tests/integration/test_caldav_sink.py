@@ -317,7 +317,7 @@ def test_check_lists_the_calendars_and_proves_writes(
     events, tasks = dav_server.make_collection(), dav_server.make_collection(components=("VTODO",))
     config = _practice(tmp_path, events.url, tasks.url, source=source.url).config
     capsys.readouterr()
-    assert main(["--config", str(config), "check"]) == 0
+    assert main(["--config", str(config), "check", "--write-probe"]) == 0
     out = capsys.readouterr().out
     assert f"source calendar {source.url}" in out
     assert f"tasks calendar {tasks.url}" in out and "accepts tasks (VTODO)" in out

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.google import api
-from tests.fakes.google_api import (
+from tests.fakes.google import (
     AUTH,
     SAMPLE_NOW,
     FakeGoogle,
@@ -215,24 +215,63 @@ def test_no_client_data_reaches_logs_or_messages(
     assert '"connector.retry"' in logs and '"level": "debug"' in logs and "badRequest" in logs
 
 
-def test_check_reaches_both_google_apis(gp: GooglePractice, capsys: pytest.CaptureFixture[str]) -> None:
-    """`callsheet check` reads the calendars, proves it can write an event and a task, and leaves nothing."""
+def test_check_reaches_both_google_apis_and_writes_nothing(
+    gp: GooglePractice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`callsheet check` reads the calendars and lists our items, and sends no write at all."""
     assert main(["--config", str(gp.config), "check"]) == 0
     out = capsys.readouterr().out
     assert "[ok] source google" in out and "[ok] reminders google" in out
-    assert "[ok] reminders: can write events" in out and "[ok] reminders: can write tasks" in out
-    writes = [c.method for c in gp.fake.log if c.http_method != "GET" and c.method != "oauth.token"]
-    # the task list is made on the first write to it, as a pass would
-    assert sorted(writes) == sorted(
-        [
-            "calendar.events.insert",
-            "calendar.events.delete",
-            "tasks.tasklists.insert",
-            "tasks.tasks.insert",
-            "tasks.tasks.delete",
-        ]
-    )
-    assert gp.ours() == []
+    assert "can write" not in out
+    assert [c.method for c in gp.fake.log if c.http_method != "GET" and c.method != "oauth.token"] == []
+    assert "Client calls" not in gp.fake.tasklist_titles()
+
+
+def test_check_write_probe_proves_writes_every_time_with_fresh_ids(
+    gp: GooglePractice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check --write-probe` twice: each run writes an event and a task under ids never used before and removes them."""
+    for _ in range(2):
+        assert main(["--config", str(gp.config), "check", "--write-probe"]) == 0
+        out = capsys.readouterr().out
+        assert "[ok] reminders: can write events" in out and "[ok] reminders: can write tasks" in out
+    inserts = gp.fake.calls("calendar.events.insert")
+    assert [c.status for c in inserts] == [200, 200]
+    assert len({c.body["id"] for c in inserts}) == 2
+    assert [c.status for c in gp.fake.calls("calendar.events.delete")] == [204, 204]
+    assert gp.ours() == [] and gp.tasks() == []
+
+
+def test_a_token_file_that_cannot_be_written_is_a_clear_error_naming_it(
+    fake: FakeGoogle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An expired token whose file cannot be saved (read-only mount): exit 3 naming the file and the fix, no crash."""
+    from connectors.google import auth
+
+    gp = google_practice(fake, tmp_path / "google", expired=True)
+
+    def refuse(path: Path, data: str) -> None:
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(auth, "write_private", refuse)
+    capsys.readouterr()
+    assert _run(gp) == 3
+    err = capsys.readouterr().err
+    assert f"{gp.token_path} cannot be written" in err and "state volume" in err
+    assert "unexpected error" not in err and "could not be reached" not in err
+
+
+def test_a_dead_token_says_the_attention_reminder_cannot_reach_google_either(
+    fake: FakeGoogle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """invalid_grant names the setup command and says that not even the alert reaches Google."""
+    gp = google_practice(fake, tmp_path / "google", expired=True)
+    fake.revoke(gp.token["refresh_token"])
+    capsys.readouterr()
+    assert _run(gp) == 3
+    err = capsys.readouterr().err
+    assert "the Google token is dead" in err and "needs attention" in err and "check --health" in err
+    assert "authorize_google.py --config" in err
 
 
 def test_retries_are_logged_with_status_and_reason(

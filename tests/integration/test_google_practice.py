@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from connectors.google.convert import KEY_PROP, MARK_PROP
-from tests.fakes.google_api import (
+from tests.fakes.google import (
     SAMPLE_NOW,
     Appt,
     FakeGoogle,
     GooglePractice,
+    google_id,
     google_practice,
     seed,
     vdir_twin,
@@ -101,7 +102,7 @@ def test_reminders_and_tasks_are_written_once_and_a_second_pass_writes_nothing(g
     ]
     for event in events:
         private = event["extendedProperties"]["private"]
-        assert event["id"] == f"{private[KEY_PROP]}e1"  # worker.identity.google_event_id
+        assert event["id"] == f"{private[KEY_PROP]}e1"  # identity.google_event_id(key, 1)
         assert private[MARK_PROP] == "callsheet"
         assert set(private) >= {
             "x-callsheet-key",
@@ -115,6 +116,7 @@ def test_reminders_and_tasks_are_written_once_and_a_second_pass_writes_nothing(g
     inserts = gp.fake.calls("calendar.events.insert")
     assert {c.param("sendUpdates") for c in inserts} == {"none"}
     for task in tasks:
+        assert task["notes"].splitlines()[-2] == "-- callsheet --"
         assert task["notes"].splitlines()[-1].startswith("callsheet-key: ")
         assert task["due"].endswith("T00:00:00.000Z")
     gp.fake.clear_log()
@@ -124,7 +126,7 @@ def test_reminders_and_tasks_are_written_once_and_a_second_pass_writes_nothing(g
 
 
 def test_nothing_changed_costs_one_request_per_calendar_plus_the_sink_listing(gp: GooglePractice) -> None:
-    """With nothing changed, a pass asks each calendar once (sync token) and lists our items."""
+    """With nothing changed, a pass asks each calendar once (sync token) and lists our events and tasks: 4."""
     assert _run(gp.config) == 0
     gp.fake.clear_log()
     assert _run(gp.config, LATER) == 0
@@ -135,9 +137,9 @@ def test_nothing_changed_costs_one_request_per_calendar_plus_the_sink_listing(gp
     assert all(c.param("syncToken") and c.param("singleEvents") is None for c in source_calls)
     assert {c.calendar for c in source_calls} == {"primary", "second.fake@group.calendar.google.com"}
     assert all(c.param("fields") == "nextPageToken,nextSyncToken,items(id)" for c in source_calls)
-    assert sorted(methods) == sorted(
-        ["calendar.events.list"] * 3 + ["tasks.tasklists.list", "tasks.tasks.list"]
-    )
+    # the task list's id is kept from the first pass: no tasklists.list
+    assert sorted(methods) == sorted(["calendar.events.list"] * 3 + ["tasks.tasks.list"])
+    assert len(methods) == 4
 
 
 def test_a_change_is_seen_and_only_its_calendar_is_relisted(
@@ -226,3 +228,100 @@ def test_the_window_moving_relists_without_a_changed_calendar(gp: GooglePractice
     assert {(c.param("timeMin"), c.param("timeMax")) for c in windowed} == {
         (window.start.isoformat(), window.end.isoformat())
     }
+
+
+def _occurrences(gp: GooglePractice, uid: str) -> list[tuple[str, int]]:
+    with sqlite3.connect(gp.practice.root / "var" / "state.db") as conn:
+        rows = conn.execute("SELECT start, cancelled FROM occurrences WHERE uid = ? ORDER BY start", (uid,))
+        return [(str(start), int(cancelled)) for start, cancelled in rows]
+
+
+def test_a_deleted_series_is_absent_on_a_cold_start_not_a_run_of_cancellations(gp: GooglePractice) -> None:
+    """Google lists a deleted series as cancelled instances; its series is cancelled, so none of them is read."""
+    assert _run(gp.config) == 0
+    windowed = [c for c in gp.fake.calls("calendar.events.list") if c.param("singleEvents") == "true"]
+    assert windowed  # the fake did list the old series' cancelled instances (showDeleted + singleEvents)
+    assert _occurrences(gp, google_id("series-blake-old")) == []
+    assert gp.fake.calls("calendar.events.get")  # the series itself was asked
+
+
+def test_deleting_a_live_series_keeps_its_past_as_history(gp: GooglePractice) -> None:
+    """Emery's series deleted between passes: sessions already held stay attended, the future ones are cancelled."""
+    assert _run(gp.config) == 0
+    uid = google_id("series-emery")
+    before = _occurrences(gp, uid)
+    assert before and all(cancelled == 0 for _, cancelled in before)
+    gp.fake.delete_event(gp.second_calendar, uid, at="2026-03-18T17:01:00Z")
+    assert _run(gp.config, SOON) == 0
+    after = dict(_occurrences(gp, uid))
+    now = datetime.fromisoformat(SOON)
+    past = [s for s in after if datetime.fromisoformat(s) < now]
+    future = [s for s in after if datetime.fromisoformat(s) >= now]
+    assert past and all(after[s] == 0 for s in past)
+    assert future and all(after[s] == 1 for s in future)
+
+
+def test_the_window_listing_asks_only_for_event_types_that_matter(gp: GooglePractice) -> None:
+    """Every listing of the practice calendars sends eventTypes default, focusTime, outOfOffice (no birthdays)."""
+    assert _run(gp.config) == 0
+    source = [c for c in gp.fake.calls("calendar.events.list") if c.param("privateExtendedProperty") is None]
+    assert source and all(
+        sorted(c.query["eventTypes"]) == ["default", "focusTime", "outOfOffice"] for c in source
+    )
+
+
+def test_colour_names_mark_a_no_show_like_their_ids(
+    fake: FakeGoogle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """no_show_colors = ["Tomato"] reads an appointment coloured "11" as a no-show."""
+    gp = google_practice(fake, tmp_path / "google")
+    text = gp.config.read_text(encoding="utf-8").replace(
+        "[markers]\n", '[markers]\nno_show_colors = ["Tomato"]\n'
+    )
+    gp.config.write_text(text, encoding="utf-8")
+    fake.add_event(
+        gp.second_calendar,
+        {
+            "summary": "Emery Vance",
+            "colorId": "11",
+            "start": {"dateTime": "2026-03-17T15:00:00-05:00", "timeZone": "America/Chicago"},
+            "end": {"dateTime": "2026-03-17T15:50:00-05:00", "timeZone": "America/Chicago"},
+        },
+    )
+    reasons = {(x["client"], x["reason"]) for x in _plan(gp.config, capsys)}
+    assert ("c005", "no_show") in reasons
+
+
+def _single(summary: str, start: str, **extra: object) -> dict[str, object]:
+    begin = datetime.fromisoformat(start)
+    return {
+        "summary": summary,
+        "start": {"dateTime": begin.isoformat(), "timeZone": "America/Chicago"},
+        "end": {"dateTime": (begin + timedelta(minutes=50)).isoformat(), "timeZone": "America/Chicago"},
+        "created": "2026-03-01T12:00:00Z",
+        **extra,
+    }
+
+
+def test_a_deleted_appointment_counts_only_while_google_shows_its_details(gp: GooglePractice) -> None:
+    """Deleted before its start with its details: cancelled at the deletion; once the details are gone: absent."""
+    ident = gp.fake.add_event(
+        "primary", _single("Blake Rowe", "2026-03-20T10:00:00-05:00", id="blakedeleted1")
+    )
+    gp.fake.delete_event("primary", ident, at="2026-03-15T14:00:00Z")
+    assert _run(gp.config) == 0
+    assert _occurrences(gp, ident) == [("2026-03-20T15:00:00+00:00", 1)]
+    cold = google_practice(gp.fake, gp.practice.root.parent / "cold", seeded=False)
+    gp.fake.forget_details("primary", ident)
+    assert _run(cold.config) == 0
+    assert _occurrences(cold, ident) == []
+
+
+def test_a_deleted_copy_of_a_moved_appointment_is_not_a_cancellation(gp: GooglePractice) -> None:
+    """The same event live in one calendar and deleted in another was moved: it stays booked."""
+    body = _single("Blake Rowe", "2026-03-20T10:00:00-05:00", id="blakemoved001")
+    gp.fake.add_event("primary", body)
+    gp.fake.add_event(gp.second_calendar, body)
+    gp.fake.delete_event(gp.second_calendar, "blakemoved001", at="2026-03-15T14:00:00Z")
+    assert _run(gp.config) == 0
+    assert _occurrences(gp, "blakemoved001") == [("2026-03-20T15:00:00+00:00", 0)]

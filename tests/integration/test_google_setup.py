@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from connectors.google.auth import SCOPE_CALLS_CALENDAR, SCOPE_READ_CALENDARS, SCOPE_READ_EVENTS, SCOPE_TASKS
-from tests.fakes.google_api import SAMPLE_NOW, FakeGoogle, sample_calendars, seed
+from tests.fakes.google import SAMPLE_NOW, FakeGoogle, sample_calendars, seed
 from tests.practice import Practice
 from worker.cli import main
 

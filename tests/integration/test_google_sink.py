@@ -4,23 +4,27 @@ completing reminders, withdrawals, updates that keep the time, tasks that are ne
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from connectors.base import open_sink
 from connectors.google.sink import GoogleSink
-from tests.fakes.google_api import SAMPLE_NOW, FakeGoogle, GooglePractice, google_practice
+from tests.fakes.google import SAMPLE_NOW, FakeGoogle, GooglePractice, google_practice
 from tests.practice import local
 from worker.cli import main
 from worker.config import load_settings
-from worker.errors import ConflictError
-from worker.model import ClientId, ItemKind, Reason, Reminder, reminder_key
+from worker.errors import ConflictError, RefusedError
+from worker.model import ClientId, ItemKind, Reason, Reminder, SystemReason, reminder_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("google_fast_retries")]
 
 SOON = "2026-03-18T12:05:00-05:00"
+KEY = reminder_key("c001", "no_show", "series-x", "20260223T160000Z")
+EVENT_ID = f"{KEY}e1"  # identity.google_event_id(key, generation 1)
 
 
 @pytest.fixture
@@ -62,7 +66,7 @@ def test_create_twice_adopts_the_existing_event_after_a_409(gp: GooglePractice, 
     """A second insert of the same key answers 409; the live event is fetched and adopted."""
     first = sink.create(_reminder())
     second = sink.create(_reminder())
-    assert first.ref == second.ref == f"{_reminder().key}e1"  # worker.identity.google_event_id
+    assert first.ref == second.ref == EVENT_ID
     assert [c.status for c in gp.fake.calls("calendar.events.insert")] == [200, 409]
     assert len(gp.fake.calls("calendar.events.get")) == 1
     assert len(gp.ours()) == 1
@@ -73,7 +77,7 @@ def test_create_of_an_event_the_therapist_deleted_is_gone_and_listed_cancelled(
 ) -> None:
     """A deleted reminder (cancelled tombstone) is never revived: create says gone, managed() says cancelled."""
     sink.create(_reminder())
-    gp.fake.delete_event(gp.calls_calendar, f"{_reminder().key}e1")
+    gp.fake.delete_event(gp.calls_calendar, EVENT_ID)
     receipt = sink.create(_reminder())
     assert receipt.gone is True
     assert [c.status for c in gp.fake.calls("calendar.events.insert")][-1] == 409
@@ -90,7 +94,7 @@ def test_update_rewrites_text_and_hash_but_keeps_the_time_the_therapist_chose(
     """update() patches title, description and hash only; a moved reminder stays where it was put."""
     sink.create(_reminder())
     moved = {"dateTime": "2026-03-19T16:00:00-05:00", "timeZone": "America/Chicago"}
-    gp.fake.update_event(gp.calls_calendar, f"{_reminder().key}e1", {"start": moved, "end": moved})
+    gp.fake.update_event(gp.calls_calendar, EVENT_ID, {"start": moved, "end": moved})
     item = next(m for m in sink.managed() if m.kind == "event")
     sink.update(_reminder(title="Call A.Q. — new text", hash_="h2"), item)
     event = gp.ours()[0]
@@ -106,7 +110,7 @@ def test_update_of_an_event_changed_since_it_was_read_is_a_conflict(
     """The patch carries If-Match: an edit in between answers 412, a ConflictError."""
     sink.create(_reminder())
     item = next(m for m in sink.managed() if m.kind == "event")
-    gp.fake.update_event(gp.calls_calendar, f"{_reminder().key}e1", {"colorId": "5"})
+    gp.fake.update_event(gp.calls_calendar, EVENT_ID, {"colorId": "5"})
     with pytest.raises(ConflictError):
         sink.update(_reminder(hash_="h2"), item)
 
@@ -114,14 +118,15 @@ def test_update_of_an_event_changed_since_it_was_read_is_a_conflict(
 def test_tasks_carry_the_key_on_the_last_line_and_a_date_in_the_practice_zone(
     gp: GooglePractice, sink: GoogleSink
 ) -> None:
-    """A task's due is the reminder's local date (23:30 Chicago is not the next UTC day)."""
+    """A task's due is the reminder's local date (23:30 Chicago is not the next UTC day); the notes end with a separator and the key line."""
     sink.create(_reminder("task"))
     task = gp.tasks()[0]
     assert task["due"] == "2026-03-18T00:00:00.000Z"
     assert task["title"] == "Call A.Q. — missed Mon 10:00"
-    assert task["notes"].splitlines()[-1] == (
-        f"callsheet-key: {_reminder().key} reason=no_show client=c001 hash=h1 gen=1 owner="
-    )
+    assert task["notes"].splitlines()[-2:] == [
+        "-- callsheet --",
+        f"callsheet-key: {_reminder().key} uid=callsheet-{_reminder().key}-t1 reason=no_show client=c001 hash=h1",
+    ]
     held = [m for m in sink.managed() if m.kind == "task"]
     assert [(m.key, m.status, m.payload_hash, m.client_id) for m in held] == [
         (_reminder().key, "open", "h1", "c001")
@@ -259,3 +264,166 @@ def test_tasks_only_needs_no_calendar_and_creates_the_task_list_on_first_write(
     assert _run(gp) == 0
     assert fake.tasklist_titles().count("Client calls") == 1
     assert len(gp.tasks()) == 3 and gp.ours() == []
+
+
+# -- Google keeps deleted ids: generations, alerts, tombstones -----------------------------------
+
+
+def _alert(generation: int) -> Reminder:
+    at = local("2026-03-18 13:00")
+    return Reminder(
+        key=reminder_key("callsheet", SystemReason.ATTENTION.value, "health", ""),
+        kind="event",
+        client_id=ClientId("callsheet"),
+        reason=SystemReason.ATTENTION,
+        start=at,
+        end=at + timedelta(minutes=15),
+        title="callsheet needs attention",
+        description="The last passes failed.",
+        payload_hash="a",
+        generation=generation,
+        owner="0123456789abcdef",
+    )
+
+
+def test_an_alert_written_again_after_its_deletion_gets_a_fresh_id_and_is_written(
+    gp: GooglePractice, sink: GoogleSink
+) -> None:
+    """Alert 1 is written and cleared; re-using its id is only `gone`, while incarnation 2 is really written."""
+    assert sink.create(_alert(1)).gone is False
+    first = next(m for m in sink.managed() if m.reason == "attention")
+    sink.delete(first)
+    again = sink.create(_alert(1))
+    assert again.gone is True  # Google keeps the deleted id: 409, and the event is ours and cancelled
+    second = sink.create(_alert(2))
+    assert second.gone is False and second.ref == f"{_alert(2).key}e2"
+    assert [c.status for c in gp.fake.calls("calendar.events.insert")] == [200, 409, 200]
+    live = [e for e in gp.ours() if e["extendedProperties"]["private"]["x-callsheet-reason"] == "attention"]
+    assert [e["id"] for e in live] == [f"{_alert(2).key}e2"]
+    held = [(m.generation, m.status) for m in sink.managed() if m.reason == "attention"]
+    assert held == [(1, "cancelled"), (2, "open")]
+
+
+def test_a_reminder_that_returns_after_a_withdrawal_is_written_under_its_next_generation(
+    gp: GooglePractice, sink: GoogleSink
+) -> None:
+    """A need withdrawn (event deleted) that comes back as generation 2 is really written, not lost to a 409."""
+    sink.create(_reminder())
+    sink.withdraw(next(m for m in sink.managed() if m.kind == "event"), note="resolved", delete=True)
+    receipt = sink.create(replace(_reminder(), generation=2))
+    assert receipt.gone is False and receipt.ref == f"{KEY}e2"
+    assert [e["id"] for e in gp.ours()] == [f"{KEY}e2"]
+
+
+def test_a_deleted_item_is_not_deleted_again(gp: GooglePractice, sink: GoogleSink) -> None:
+    """delete() of an event or task listed as deleted sends nothing (no DELETE answered 410 every pass)."""
+    sink.create(_alert(1))
+    sink.delete(next(m for m in sink.managed() if m.reason == "attention"))
+    gp.fake.clear_log()
+    tombstone = next(m for m in sink.managed() if m.reason == "attention")
+    assert tombstone.status == "cancelled"
+    sink.delete(tombstone)
+    assert gp.fake.calls("calendar.events.delete") == []
+
+
+def test_purge_does_not_delete_tombstones_again(
+    gp: GooglePractice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the therapist deleted a reminder, purge deletes the live ones and sends nothing for the tombstone."""
+    assert _run(gp) == 0
+    gp.fake.delete_event(gp.calls_calendar, gp.ours()[0]["id"])
+    gp.fake.clear_log()
+    assert main(["--config", str(gp.config), "purge", "--yes"]) == 0
+    assert [c.status for c in gp.fake.calls("calendar.events.delete")] == [204, 204]
+    assert gp.ours() == []
+
+
+def test_an_event_not_ours_holding_the_id_is_refused(gp: GooglePractice, sink: GoogleSink) -> None:
+    """A 409 whose event carries another installation's owner mark is a RefusedError, never adopted."""
+    foreign = replace(_alert(1), owner="fedcba9876543210")
+    sink.create(foreign)
+    with pytest.raises(RefusedError):
+        sink.create(_alert(1))
+
+
+def test_a_409_then_404_is_refused_once_not_retried_forever(gp: GooglePractice, sink: GoogleSink) -> None:
+    """An id Google keeps reserved but cannot show (purged tombstone) is a RefusedError after two requests."""
+    sink.create(_alert(1))
+    gp.fake.delete_event(gp.calls_calendar, f"{_alert(1).key}e1")
+    gp.fake.purge_tombstone(gp.calls_calendar, f"{_alert(1).key}e1")
+    gp.fake.clear_log()
+    with pytest.raises(RefusedError):
+        sink.create(_alert(1))
+    assert [(c.method, c.status) for c in gp.fake.log if c.method != "oauth.token"] == [
+        ("calendar.events.insert", 409),
+        ("calendar.events.get", 404),
+    ]
+
+
+# -- tasks the therapist edits, a list she renames or deletes --------------------------------------
+
+
+def _client_of(task: dict[str, Any]) -> str:
+    return str(task["notes"].split("client=")[1].split()[0])
+
+
+def test_text_typed_after_the_key_line_keeps_the_task_and_its_event(gp: GooglePractice) -> None:
+    """A note added at the end of a task's details changes nothing: the sibling event stays, the task stays open."""
+    assert _run(gp) == 0
+    events_before = sorted(e["id"] for e in gp.ours())
+    task = next(t for t in gp.tasks() if _client_of(t) == "c006")
+    gp.fake.tasklists_by_title("Client calls").tasks[task["id"]]["notes"] += "\nleft voicemail Tue"
+    assert _run(gp, SOON) == 0
+    assert sorted(e["id"] for e in gp.ours()) == events_before
+    after = next(t for t in gp.tasks() if t["id"] == task["id"])
+    assert after["status"] == "needsAction" and after["notes"].endswith("left voicemail Tue")
+
+
+def test_update_keeps_what_the_therapist_typed_in_a_task(gp: GooglePractice, sink: GoogleSink) -> None:
+    """update() rewrites the text above the separator and keeps the lines typed below the key line."""
+    sink.create(_reminder("task"))
+    task = gp.tasks()[0]
+    gp.fake.tasklists_by_title("Client calls").tasks[task["id"]]["notes"] += "\nleft voicemail Tue"
+    item = next(m for m in sink.managed() if m.kind == "task")
+    sink.update(_reminder("task", title="new", hash_="h2"), item)
+    notes = gp.tasks()[0]["notes"]
+    assert "left voicemail Tue" in notes and notes.splitlines()[-1].endswith("hash=h2")
+
+
+def test_a_renamed_task_list_keeps_working(gp: GooglePractice) -> None:
+    """Renaming "Client calls" in Google Tasks withdraws nothing and makes no second list."""
+    assert _run(gp) == 0
+    gp.fake.rename_tasklist_in_app("Client calls", "Calls to make")
+    gp.fake.clear_log()
+    assert _run(gp, SOON) == 0
+    assert len(gp.ours()) == 3
+    assert gp.fake.tasklist_titles().count("Client calls") == 0
+    assert len(gp.fake.tasks("Calls to make")) == 3
+    assert not [
+        c for c in gp.fake.log if c.http_method in ("POST", "PATCH", "DELETE") and c.method != "oauth.token"
+    ]
+
+
+def test_a_deleted_task_list_is_made_anew_and_its_tasks_are_not_read_as_completed(
+    gp: GooglePractice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deleting the list: the pass stops with a warning naming it, and nothing is withdrawn or completed."""
+    assert _run(gp) == 0
+    gp.fake.delete_tasklist_in_app("Client calls")
+    gp.fake.clear_log()
+    capsys.readouterr()
+    assert _run(gp, SOON) == 1
+    out = capsys.readouterr()
+    assert "sink.tasklist.lost" in out.out + out.err
+    assert len(gp.ours()) == 3 and gp.fake.calls("calendar.events.delete") == []
+    assert (
+        _writes_of(gp) == []
+    )  # nothing withdrawn, completed or made: the list comes back with the next task
+
+
+def _writes_of(gp: GooglePractice) -> list[str]:
+    return [
+        c.method
+        for c in gp.fake.log
+        if c.http_method in ("POST", "PATCH", "DELETE") and c.method != "oauth.token"
+    ]
