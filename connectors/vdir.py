@@ -229,7 +229,14 @@ class VdirSink(Capabilities):
 
     def _folder(self, kind: ItemKind) -> Path:
         folder = self.folders[kind]
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise RefusedError(
+                f"the reminders folder {folder} cannot be made ({exc.strerror or type(exc).__name__})",
+                source=self.name,
+                operation="create",
+            ) from exc
         return folder
 
     def managed(self) -> Iterator[Managed]:

@@ -23,6 +23,8 @@ from worker.errors import LockedError, StateError
 from worker.model import Busy, ClientId, ItemKind, Observation, Record, ReminderKey
 
 SCHEMA_VERSION = 2
+# seconds a pass waits for a database another process holds before it gives up (StateError)
+BUSY_TIMEOUT = 10.0
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -256,7 +258,7 @@ class State:
     def _connect(cls, path: Path) -> State:
         if not path.exists():
             _touch_private(path)
-        conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:
