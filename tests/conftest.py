@@ -28,15 +28,18 @@ def _reset_structlog() -> Iterator[None]:
 _INTEGRATION = Path(__file__).resolve().parent / "integration"
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test under tests/integration carries the `integration` marker, whatever its module says."""
+    if _INTEGRATION in item.path.parents:
+        item.add_marker(pytest.mark.integration)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by their fixtures
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test under tests/integration `integration`; under xdist, hand out the slow ones first.
+    """Under xdist, hand the slow tests out first.
 
     Each xdist worker collects the same list and must order it the same way; sending the few long
-    tests out first keeps one of them from starting last and leaving the other workers idle.
+    tests out first keeps one of them from starting last while the other workers sit idle.
     """
-    for item in items:
-        if _INTEGRATION in item.path.parents:
-            item.add_marker(pytest.mark.integration)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow first
