@@ -100,7 +100,3 @@ class Roster:
             return False
         emails = set(client.emails)
         return any(a.declined for a in event.attendees if a.email.lower() in emails)
-
-    def acquainted(self, a: ClientId, b: ClientId) -> bool:
-        client = self.clients.get(a)
-        return client is not None and b in client.acquainted_with
