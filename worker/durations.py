@@ -19,4 +19,3 @@ def parse_duration(text: str) -> timedelta:
     if not _WHOLE.match(text):
         raise ValueError(f"{text!r} is not a duration such as '15m', '7d' or '1h30m'")
     return timedelta(seconds=sum(int(n) * _UNIT[u] for n, u in _PART.findall(text)))
-

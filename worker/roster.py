@@ -1,9 +1,9 @@
 """The roster: clients, their aliases and acquaintances, and matching events to clients.
 
-Matching order (DESIGN.md): a client attendee's email, then a `[c014]`-style id in the title
-or description, then the full name, alias or a `match` phrase as whole words in the title. A
-single first or last name is never enough. When one level names two clients the event is
-ambiguous and skipped. Pure: no I/O, no logging (the caller logs the event uid).
+Matching order (docs/policy.md "Who is whose appointment"): a client attendee's email, then a
+`[c014]`-style id in the title or description, then the full name, alias or a `match` phrase as
+whole words in the title. A single first or last name is never enough. When one level names two
+clients the event is ambiguous and skipped. Pure: no I/O, no logging (the caller logs the event uid).
 """
 
 from __future__ import annotations

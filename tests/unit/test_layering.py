@@ -1,5 +1,5 @@
 """The pure core stays pure: rules, attendance, placement, render and reconcile import only the model,
-each other and the standard library, and never read the clock (docs/design.md, "Layers").
+each other and the standard library, and never read the clock (docs/design.md "Layers").
 
 The imports are read from the source with `ast`, so an import inside a function counts too.
 """
