@@ -168,3 +168,19 @@ def test_integration_and_slow_markers_are_consistent() -> None:
     assert collect("-m", "not integration", "tests/integration") == set()
     slow = collect("-m", "slow", "tests")
     assert slow and slow <= integration
+
+
+# Owners of these files are reworking them; each drops out of this set when its pointer is fixed.
+BREADCRUMBS_LEFT = {"worker/render.py", "connectors/google/convert.py"}
+
+
+def test_code_points_only_to_documents_in_this_repository() -> None:
+    """No module names DESIGN.md, STYLE.md or the seed files (not in the repo): docs/*.md sections instead."""
+    stale = re.compile(r"DESIGN(\.md|'s)|STYLE\.md|seeds?/|calling-clients|\(seeds?:|of the\s+seed\b")
+    files = [p for top in ("worker", "connectors", "scripts", "tests") for p in (ROOT / top).rglob("*.py")]
+    found = {
+        str(p.relative_to(ROOT))
+        for p in files
+        if p != Path(__file__).resolve() and stale.search(p.read_text(encoding="utf-8"))
+    }
+    assert found <= BREADCRUMBS_LEFT
