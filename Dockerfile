@@ -4,12 +4,17 @@
 
 FROM python:3.12-slim AS build
 WORKDIR /src
+# The pinned, hash-checked packages first (a layer that changes only with the lock), then the
+# project itself without resolving anything again.
+COPY requirements.lock ./
+RUN python -m venv /opt/callsheet \
+ && /opt/callsheet/bin/pip install --no-cache-dir --upgrade pip \
+ && /opt/callsheet/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY connectors ./connectors
-RUN python -m venv /opt/callsheet \
- && /opt/callsheet/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/callsheet/bin/pip install --no-cache-dir .
+RUN /opt/callsheet/bin/pip install --no-cache-dir --no-deps . \
+ && /opt/callsheet/bin/pip check
 
 FROM python:3.12-slim
 # Non-root user; its home holds nothing of value. Config, roster, token and state live in

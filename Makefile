@@ -1,36 +1,60 @@
 # The two commands of the README: `make demo` and `make test`. Each creates .venv when missing.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
+# Everything installs from the hash-locked requirements*.lock files (`make lock` refreshes them),
+# so a fresh machine needs only Python >= 3.11 and make.
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+PIP     := $(BIN)/python -m pip
+WORKERS ?= auto
+PYTEST  := $(BIN)/python -m pytest -q -n $(WORKERS)
 
-.PHONY: install dev demo test lint bench clean
+.PHONY: install dev demo test test-fast lint lock bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP) install --quiet --upgrade pip
 
-$(BIN)/callsheet: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e .
+# The locked packages (hash-checked, no resolving), then the project itself on top, editable.
+$(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
+	$(PIP) install --quiet --require-hashes --no-deps -r requirements.lock
+	$(PIP) install --quiet --no-deps -e .
+	$(PIP) check  # a dependency missing from the lock: run `make lock`
 	@touch $@
 
-$(VENV)/.dev: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $@
+$(VENV)/.dev: $(BIN)/python requirements-dev.lock pyproject.toml
+	$(PIP) install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(PIP) install --quiet --no-deps -e .
+	$(PIP) check  # a dependency missing from the lock: run `make lock`
+	@touch $@ $(VENV)/.installed
 
-install: $(BIN)/callsheet
+install: $(VENV)/.installed
 
 dev: $(VENV)/.dev
 
 demo: install
 	$(BIN)/callsheet demo --dir demo
 
+# The whole suite, spread over the cores (WORKERS=0 runs it in one process).
 test: dev
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+# Unit, scenario and contract tests: no DAV server, nothing marked slow.
+test-fast: dev
+	$(PYTEST) -m "not integration and not slow"
 
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/deptry .
+	$(BIN)/deptry tests --exclude '(^|/)\.venv/' --ignore DEP002,DEP004
+
+# Re-pin every package (runtime, and runtime + dev) with hashes, for every Python >= 3.11 and platform.
+# Run after changing the dependencies in pyproject.toml, or to take upgrades: `make lock UPGRADE=1`.
+LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet $(if $(UPGRADE),--upgrade)
+lock: dev
+	$(LOCK) -o requirements.lock
+	$(LOCK) --group dev -o requirements-dev.lock
 
 bench: install
 	$(BIN)/python scripts/bench_rules.py

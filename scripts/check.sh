@@ -1,6 +1,3 @@
 #!/usr/bin/env bash
-# Exactly what CI runs (.ci/run calls `make test`), plus the linters for local use.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-make test
-make lint
+# Exactly what CI runs: this is .ci/run.
+exec "$(dirname "$0")/../.ci/run" "$@"

@@ -105,7 +105,7 @@ def observe(event: Event, client_id: ClientId, markers: MarkerRules, *, declined
 
 
 def attendance_at(obs: Observation, now: datetime, *, late_cancel_within: timedelta) -> Attendance:
-    """Judge an observation at `now` (DESIGN.md "Attendance")."""
+    """Judge an observation at `now` (docs/policy.md "What happened to an appointment")."""
     if obs.cancelled:
         at = obs.cancelled_at or obs.start
         return Attendance.LATE_CANCEL if at >= obs.start - late_cancel_within else Attendance.CANCELLED

@@ -1,4 +1,4 @@
-"""The `callsheet` command (DESIGN.md "Command line").
+"""The `callsheet` command (docs/design.md "Command line").
 
 Exit codes: 0 ok (also: another pass was running, nothing to do); 1 a pass failed (the next
 interval retries); 2 bad configuration or usage; 3 authorisation needed.

@@ -1,7 +1,7 @@
 """The sample practice behind `callsheet demo` and `make demo`.
 
-A dozen made-up clients in a local folder around a given day, covering every situation of the
-seed: a no-show, a client who did not rebook, a cancellation never rescheduled, a client who
+A dozen made-up clients in a local folder around a given day, covering every situation of
+docs/policy.md: a no-show, a client who did not rebook, a cancellation never rescheduled, a client who
 keeps cancelling, a client to send a termination letter, two acquaintances booked back to
 back, a double booking, a late arrival, a client without call consent, a discharged client,
 a weekly series with an exception and a moved session, and personal events.

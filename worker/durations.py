@@ -1,4 +1,4 @@
-"""Parse and print durations such as "90s", "15m", "1h30m", "7d", "2w"."""
+"""Parse durations such as "90s", "15m", "1h30m", "7d", "2w"."""
 
 from __future__ import annotations
 
@@ -19,16 +19,3 @@ def parse_duration(text: str) -> timedelta:
     if not _WHOLE.match(text):
         raise ValueError(f"{text!r} is not a duration such as '15m', '7d' or '1h30m'")
     return timedelta(seconds=sum(int(n) * _UNIT[u] for n, u in _PART.findall(text)))
-
-
-def format_duration(value: timedelta) -> str:
-    """Return the shortest spelling of `value` that parse_duration reads back."""
-    seconds = int(value.total_seconds())
-    if seconds == 0:
-        return "0s"
-    out = []
-    for unit in ("w", "d", "h", "m", "s"):
-        n, seconds = divmod(seconds, _UNIT[unit])
-        if n:
-            out.append(f"{n}{unit}")
-    return "".join(out)

@@ -1,4 +1,4 @@
-"""The error tree shared by the worker and the connectors (STYLE.md "Errors").
+"""The error tree shared by the worker and the connectors (docs/design.md "Errors and exit codes").
 
 Messages never carry client data: name files, keys, uids and URLs without credentials.
 """

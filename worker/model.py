@@ -188,7 +188,7 @@ def _key_part(text: str) -> str:
 
 
 def reminder_key(client_id: str, reason: str, anchor_uid: str, anchor_rid: str) -> ReminderKey:
-    """Return the deterministic reminder key of DESIGN.md.
+    """Return the deterministic reminder key (docs/design.md "Reminder keys").
 
     sha256 of "client|reason|uid|recurrence-id", base32hex, lower case, first 26 characters.
     The alphabet (0-9, a-v) is valid for Google event ids. A '|' or '%' inside the uid or

@@ -1,6 +1,6 @@
 """Desired reminders x state x what the sink holds -> the actions that make them agree.
 
-Pure: the runner is the only code that applies actions. Rules (DESIGN.md "Reconciliation"):
+Pure: the runner is the only code that applies actions. Rules (docs/design.md "Reconciliation"):
 - create what is due and unknown; adopt an item with our key that state lost (a crash between
   write and commit must not duplicate);
 - update only the text of an item whose need changed; never move it (the therapist may have);

@@ -1,6 +1,6 @@
 """The roster: clients, their aliases and acquaintances, and matching events to clients.
 
-Matching order (DESIGN.md): a client attendee's email, then a `[c014]`-style id in the title
+Matching order (docs/policy.md "Who is whose appointment"): a client attendee's email, then a `[c014]`-style id in the title
 or description, then the full name, alias or a `match` phrase as whole words in the title. A
 client's name alone never matches when it is one word (clients share first names), but a
 one-word `match` phrase the therapist wrote does. Within one level the most specific entry
@@ -143,7 +143,3 @@ class Roster:
             return False
         emails = set(client.emails)
         return any(a.declined for a in event.attendees if a.email.lower() in emails)
-
-    def acquainted(self, a: ClientId, b: ClientId) -> bool:
-        client = self.clients.get(a)
-        return client is not None and b in client.acquainted_with

@@ -1,7 +1,7 @@
 """The calling policy: a client's appointments and `now` -> the calls that are needed.
 
 One function per reason, each pure: the clock is the `now` argument, never read here. The
-policy comes from seeds/calling-clients.txt; the exact rules are in DESIGN.md "Reasons".
+policy, rule by rule, is docs/policy.md "The reasons".
 """
 
 from __future__ import annotations

@@ -104,11 +104,15 @@ def _connection(port: int, *, tls: bool, timeout: float) -> http.client.HTTPConn
     return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
 
+class ExitedEarly(RuntimeError):
+    """The server process ended before it answered (for one: its port was taken meanwhile)."""
+
+
 def _wait_until_up(port: int, proc: subprocess.Popen[bytes], *, tls: bool, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the DAV server exited early with status {proc.returncode}")
+            raise ExitedEarly(f"the DAV server exited early with status {proc.returncode}")
         conn = _connection(port, tls=tls, timeout=2)
         try:
             conn.request("OPTIONS", "/")
@@ -290,7 +294,14 @@ def _start(kind: str, *, auth: bool = False) -> DavServer:
             htpasswd.write_text(f"{USERNAME}:{PASSWORD}\n", encoding="utf-8")
     server = DavServer(kind=kind, folder=folder, htpasswd=htpasswd)
     try:
-        server.start()
+        for attempt in range(3):  # under xdist another worker may bind the free port first
+            try:
+                server.start()
+                break
+            except ExitedEarly:
+                if attempt == 2:
+                    raise
+                server.port = free_port()
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

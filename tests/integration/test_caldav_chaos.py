@@ -189,6 +189,7 @@ class Run:
         return {(x.kind, x.key, x.client, x.reason) for items in self.seen for x in items}
 
 
+@pytest.mark.slow
 def test_two_hundred_passes_under_random_faults(
     dav_server_factory: Callable[..., DavServer],
     dav_practice: Callable[..., DavPractice],

@@ -58,6 +58,7 @@ def _plan(practice: Practice, now: str, capsys: pytest.CaptureFixture[str]) -> l
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_writes_never_duplicates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -120,6 +120,7 @@ def source(
     return dp
 
 
+@pytest.mark.slow
 @settings(
     max_examples=30,
     deadline=None,  # a hang is caught by _bounded_pass; a server restart may take seconds

@@ -1,13 +1,20 @@
-"""The deployment files say what the code expects: entry point, paths, schedule, health check."""
+"""The deployment files say what the code expects: entry point, paths, schedule, health check;
+and every install (make, CI, the image) comes from the hash-checked lock files."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from worker.cli import main
 
@@ -67,3 +74,128 @@ def test_systemd_units_run_one_pass_every_five_minutes() -> None:
     assert exec_start.split()[-2:] == ["run", "--once"]
     assert "Type=oneshot" in service and "UMask=0077" in service
     assert "OnUnitActiveSec=5min" in timer
+
+
+def _lock(name: str) -> dict[str, tuple[Version, int, str]]:
+    """name -> (pinned version, number of hashes, marker) for each entry of a requirements lock."""
+    pins: dict[str, tuple[Version, int, str]] = {}
+    text = (ROOT / name).read_text()
+    for entry in re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 1)[1] if text.startswith("#") else text):
+        entry = "\n".join(line for line in entry.splitlines() if not line.lstrip().startswith("#"))
+        if not entry.strip():
+            continue
+        head = entry.split("\\", 1)[0].strip()
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==([^ ;]+)\s*(?:;\s*(.*))?", head)
+        assert match, f"{name}: not a pinned requirement: {head!r}"
+        hashes = len(re.findall(r"--hash=sha256:[0-9a-f]{64}", entry))
+        pins[canonicalize_name(match[1])] = (Version(match[2]), hashes, match[3] or "")
+    return pins
+
+
+def _declared() -> tuple[list[Requirement], list[Requirement]]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    runtime = [Requirement(r) for r in data["project"]["dependencies"]]
+    dev = [Requirement(r) for r in data["dependency-groups"]["dev"]]
+    return runtime, dev
+
+
+@pytest.mark.parametrize(
+    ("lock", "groups"), [("requirements.lock", ("runtime",)), ("requirements-dev.lock", ("runtime", "dev"))]
+)
+def test_lock_pins_every_declared_dependency_within_its_range(lock: str, groups: tuple[str, ...]) -> None:
+    """Each dependency in pyproject.toml is pinned in the lock at a version its range allows (else `make lock`)."""
+    runtime, dev = _declared()
+    pins = _lock(lock)
+    wanted = runtime + (dev if "dev" in groups else [])
+    for req in wanted:
+        name = canonicalize_name(req.name)
+        assert name in pins, (
+            f"{req.name} is declared in pyproject.toml but not pinned in {lock}: run `make lock`"
+        )
+        assert pins[name][0] in req.specifier, (
+            f"{lock} pins {req.name} {pins[name][0]}, outside {req.specifier}"
+        )
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-dev.lock"])
+def test_every_pin_carries_hashes(lock: str) -> None:
+    """Every pinned package has at least one sha256 hash, so `pip install --require-hashes` accepts the file."""
+    pins = _lock(lock)
+    assert len(pins) > 20
+    assert [name for name, (_, hashes, _) in pins.items() if hashes == 0] == []
+
+
+def test_runtime_lock_is_the_dev_lock_without_dev_tools() -> None:
+    """Where both locks pin a package they pin the same version, so tests run against what ships."""
+    runtime, dev = _lock("requirements.lock"), _lock("requirements-dev.lock")
+    assert set(runtime) <= set(dev)
+    assert {name: pin[0] for name, pin in runtime.items()} == {name: dev[name][0] for name in runtime}
+    for marker in {pin[2] for pin in dev.values()} - {""}:
+        Marker(marker)  # every environment marker parses
+
+
+def test_make_ci_and_image_install_from_the_locks() -> None:
+    """The Makefile, and through it CI, and the Dockerfile install hash-checked from the locks, then the project alone."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes --no-deps -r requirements-dev.lock" in makefile
+    assert "--require-hashes --no-deps -r requirements.lock" in makefile
+    assert "pip install" not in makefile.replace("$(PIP) install", "")  # no other install path
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--require-hashes --no-deps -r requirements.lock" in dockerfile
+    assert "COPY requirements.lock" in dockerfile
+    assert re.search(r"pip install [^\n]*--no-deps \.", dockerfile)
+    ci = (ROOT / ".ci/run").read_text().splitlines()
+    assert [line for line in ci if line.startswith("make ")] == ["make test", "make lint"]
+    check = (ROOT / "scripts/check.sh").read_text()
+    assert 'exec "$(dirname "$0")/../.ci/run"' in check
+
+
+def test_integration_and_slow_markers_are_consistent() -> None:
+    """Tests under tests/integration are selected by `-m integration` and only they; `slow` marks only those."""
+    files = ["tests/integration/test_state.py", "tests/unit/test_log_keys.py"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not integration",
+            *files,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    collected = {line.split("::")[0] for line in out.splitlines() if "::" in line}
+    assert collected == {"tests/unit/test_log_keys.py"}  # the marker is there before `-m` selects
+    marked = {
+        str(path.relative_to(ROOT)): path.read_text(encoding="utf-8")
+        for path in (ROOT / "tests").rglob("test_*.py")
+        if "mark.slow" in path.read_text(encoding="utf-8")
+        or "mark.integration" in path.read_text(encoding="utf-8")
+    }
+    assert any("mark.slow" in text for text in marked.values())
+    assert all(
+        name.startswith("tests/integration/") for name in marked if name != "tests/unit/test_packaging.py"
+    )
+
+
+# Owners of these files are reworking them; each drops out of this set when its pointer is fixed.
+BREADCRUMBS_LEFT = {"worker/render.py", "connectors/google/convert.py"}
+
+
+def test_code_points_only_to_documents_in_this_repository() -> None:
+    """No module names DESIGN.md, STYLE.md or the seed files (not in the repo): docs/*.md sections instead."""
+    stale = re.compile(r"DESIGN(\.md|'s)|STYLE\.md|seeds?/|calling-clients|\(seeds?:|of the\s+seed\b")
+    files = [p for top in ("worker", "connectors", "scripts", "tests") for p in (ROOT / top).rglob("*.py")]
+    found = {
+        str(p.relative_to(ROOT))
+        for p in files
+        if p != Path(__file__).resolve() and stale.search(p.read_text(encoding="utf-8"))
+    }
+    assert found <= BREADCRUMBS_LEFT

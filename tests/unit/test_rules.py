@@ -470,7 +470,7 @@ def test_needs_accepts_now_in_any_zone():
 
 
 def test_key_is_the_design_formula():
-    """An ordinary anchor's key is sha256(client|reason|uid|rid) as DESIGN.md says."""
+    """An ordinary anchor's key is sha256(client|reason|uid|rid) as docs/design.md "Reminder keys" says."""
     a = make_appointment(attendance=Attendance.NO_SHOW, uid="abc-123@example.org", rid="20260310T150000Z")
     [need] = rules.no_show_needs(C1, [a], at("2026-03-10 12:00"), POLICY)
     assert need.key == reminder_key("c001", "no_show", "abc-123@example.org", "20260310T150000Z")
