@@ -34,9 +34,6 @@ FORBIDDEN_IN_VOICEMAIL = ("therapy", "counsel", "session", "therapist", "psych",
 
 RENDER_VERSION = "1"
 
-# the name of the reminders calendar callsheet creates (Google, CalDAV MKCALENDAR) when none is given
-CALENDAR_NAME = "Client calls"
-
 
 @dataclass(frozen=True, slots=True)
 class Practice:
@@ -417,7 +414,9 @@ def withdrawal_note(why: Withdrawn, alias: str, tz: ZoneInfo, booked_at: datetim
         case Withdrawn.ARRIVED:
             return f"callsheet: closed; {alias} arrived, or the appointment is over."
         case Withdrawn.MOVED:
-            return f"callsheet: closed; the appointment of {alias} moved or was cancelled, the conflict is gone."
+            return (
+                f"callsheet: closed; the appointment of {alias} moved or was cancelled, the conflict is gone."
+            )
         case Withdrawn.DISCHARGED:
             return f"callsheet: closed; {alias} is discharged."
         case Withdrawn.LEFT_ROSTER:

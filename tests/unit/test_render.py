@@ -232,7 +232,9 @@ def test_history_of_reads_the_rebooking_call_from_state():
     n = need(Reason.TERMINATION_LETTER, due=START + timedelta(days=30))
     appts = [
         Appointment("a0", "u0", "", ClientId("c014"), START - timedelta(days=7), START, Attendance.ATTENDED),
-        Appointment("a1", "u1", "", ClientId("c014"), START, START + timedelta(minutes=50), Attendance.NO_SHOW),
+        Appointment(
+            "a1", "u1", "", ClientId("c014"), START, START + timedelta(minutes=50), Attendance.NO_SHOW
+        ),
     ]
     call_key = render.calls_before_letter(n)[0]
     assert render.history_of(n, appts, {}).call == "none"
