@@ -644,8 +644,8 @@ def load_roster(path: Path) -> tuple[Client, ...]:
     )
 
 
-def load_settings(path: Path) -> Settings:
-    """Load config.toml and the roster it names.
+def load_settings(path: Path, *, roster: bool = True) -> Settings:
+    """Load config.toml and the roster it names (roster=False: the config alone, no clients).
 
     Raises:
         ConfigError: with every problem found in both files.
@@ -673,7 +673,7 @@ def load_settings(path: Path) -> Settings:
     assert roster_path is not None
     clients: tuple[Client, ...] = ()
     try:
-        clients = load_roster(roster_path)
+        clients = load_roster(roster_path) if roster else ()
     except ConfigError as err:
         problems.extend(err.problems)
     if parsed is not None:

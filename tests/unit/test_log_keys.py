@@ -25,3 +25,23 @@ def test_logged_keys_are_allowed() -> None:
                 used |= {(path.name, kw.arg) for kw in node.keywords if kw.arg}
     assert len(used) > 20  # the scan found the log calls
     assert {key for _, key in used} - ALLOWED_KEYS == set()
+
+
+def test_file_names_and_uids_are_logged_as_a_digest() -> None:
+    """A uid or file name that carries an email or a name is logged as a short hash, never as is."""
+    import io
+    import json
+
+    import structlog
+
+    from worker import log as logsetup
+
+    out = io.StringIO()
+    logsetup.configure("info", stream=out, json=True)
+    structlog.get_logger().warning(
+        "source.item.skipped", item="robin.example@mail.test.ics", uid="robin.example@mail.test"
+    )
+    line = json.loads(out.getvalue())
+    assert "robin" not in out.getvalue()
+    assert line["item"] == logsetup.digest("robin.example@mail.test.ics") and len(line["item"]) == 12
+    assert line["uid"] == logsetup.digest("robin.example@mail.test")
