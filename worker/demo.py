@@ -201,6 +201,27 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+# the demo's office hours (CONFIG): Monday to Friday, 09:00-17:00
+_OFFICE_DAYS = range(5)
+_EARLIEST, _LATEST, _ANCHOR = time(10, 0), time(16, 0), time(10, 30)
+
+
+def anchor(clock: datetime) -> datetime:
+    """The demo's `now`: the clock during office hours, else the next office day at 10:30.
+
+    At 03:54 the demo would otherwise show a late call for a 03:34 appointment; anchored, it
+    always looks like the README (calls in office hours, a client twenty minutes late).
+    """
+    tz = ZoneInfo(TIMEZONE)
+    local = clock.astimezone(tz)
+    if local.weekday() in _OFFICE_DAYS and _EARLIEST <= local.time() <= _LATEST:
+        return local.replace(second=0, microsecond=0)
+    day = local.date() if local.time() < _EARLIEST else local.date() + timedelta(days=1)
+    while day.weekday() not in _OFFICE_DAYS:
+        day += timedelta(days=1)
+    return datetime.combine(day, _ANCHOR, tz)
+
+
 def create_practice(folder: Path, now: datetime) -> Path:
     """Write the sample practice into `folder` (if not there yet); return the config path."""
     config = folder / "config.toml"

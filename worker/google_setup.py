@@ -63,9 +63,9 @@ DESCRIPTION = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "authorize_google.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="authorize_google.py",
+        prog=prog,
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -286,9 +286,9 @@ def ensure_tasklist(api: Any, config: dict[str, Any]) -> str:
     return str(made["id"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """scripts/authorize_google.py: the same as `callsheet authorize-google`."""
-    return run(_parser().parse_args(argv))
+def main(argv: Sequence[str] | None = None, *, prog: str = "authorize_google.py") -> int:
+    """`callsheet authorize-google` and scripts/authorize_google.py."""
+    return run(_parser(prog).parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
