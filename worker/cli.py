@@ -50,16 +50,15 @@ def _parser() -> _Parser:
 
     def with_now(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument(
-            "--now", help="act as if it were this time (ISO-8601; naive = practice time); for tests and audits"
+            "--now",
+            help="act as if it were this time (ISO-8601; naive = practice time); for tests and audits",
         )
 
     run = sub.add_parser("run", help="one pass (--once) or a pass every interval (default 5m)")
     run.add_argument("--once", action="store_true", help="one pass, then exit")
     run.add_argument("--every", help="interval between passes, e.g. 90s, 5m, 1h")
     run.add_argument("--include-stale", action="store_true", help="also write needs older than rules.max_age")
-    run.add_argument(
-        "--now", help="act as if it were this time (ISO-8601); runs a single pass, like --once"
-    )
+    run.add_argument("--now", help="act as if it were this time (ISO-8601); runs a single pass, like --once")
 
     plan = sub.add_parser("plan", help="dry run: what a pass would do; writes nothing")
     plan.add_argument(

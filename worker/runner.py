@@ -309,7 +309,13 @@ def decide(
             item = held.get((need.key, kind))
             start = placed.get(need.key) or (item.start if item and item.start else now)
             desired[(need.key, kind)] = render.render(
-                need, client, practice, kind=kind, start=start, length=length, alternatives=alternatives,
+                need,
+                client,
+                practice,
+                kind=kind,
+                start=start,
+                length=length,
+                alternatives=alternatives,
                 history=render.history_of(need, appointments, {k: r.status for (k, _), r in records.items()}),
             )
     actions = reconcile(desired.values(), {n.key for n in needs}, records, held_items, now=now)
