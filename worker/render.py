@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal, assert_never
+from typing import Literal, Protocol, assert_never
 from zoneinfo import ZoneInfo
 
 from worker.model import (
@@ -74,13 +74,20 @@ def calls_before_letter(need: CallNeed) -> tuple[ReminderKey, ...]:
     )
 
 
-def history_of(
-    need: CallNeed, appointments: Sequence[Appointment], records: Mapping[ReminderKey, str]
-) -> History:
-    """The History of a need from the judged appointments and the state's record status by key.
+class _Recorded(Protocol):
+    @property
+    def status(self) -> str: ...
 
-    `records` maps a reminder key to its state record status ("open", "withdrawn",
-    "tombstone"); a tombstone means the therapist handled the call.
+
+def history_of(
+    need: CallNeed,
+    appointments: Sequence[Appointment],
+    records: Mapping[tuple[ReminderKey, ItemKind], _Recorded],
+) -> History:
+    """The History of a need from the judged appointments and the state's records by (key, kind).
+
+    A record's status is "open", "withdrawn" or "tombstone"; a tombstone means the therapist
+    handled the call (deleted the event or completed the task).
     """
     if need.reason not in (Reason.NO_SHOW, Reason.TERMINATION_LETTER):
         return History()  # only these two texts depend on what happened around the need
@@ -92,11 +99,11 @@ def history_of(
     ahead = [a.start for a in mine if not a.is_cancelled and a.attendance is Attendance.SCHEDULED]
     call: CallHistory = "none"
     for key in calls_before_letter(need):
-        status = records.get(key)
-        if status == "tombstone":
+        statuses = [r.status for kind in ("event", "task") if (r := records.get((key, kind))) is not None]
+        if "tombstone" in statuses:
             call = "handled"
             break
-        if status is not None:
+        if statuses:
             call = "suggested"
     return History(
         anchor=anchor,

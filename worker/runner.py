@@ -316,7 +316,7 @@ def decide(
                 start=start,
                 length=length,
                 alternatives=alternatives,
-                history=render.history_of(need, appointments, {k: r.status for (k, _), r in records.items()}),
+                history=render.history_of(need, appointments, records),
             )
     actions = reconcile(desired.values(), {n.key for n in needs}, records, held_items, now=now)
     open_records = [s for s, r in records.items() if r.status == "open"]

@@ -237,9 +237,14 @@ def test_history_of_reads_the_rebooking_call_from_state():
         ),
     ]
     call_key = render.calls_before_letter(n)[0]
+
+    class Rec:
+        def __init__(self, status: str) -> None:
+            self.status = status
+
     assert render.history_of(n, appts, {}).call == "none"
-    assert render.history_of(n, appts, {call_key: "open"}).call == "suggested"
-    handled = render.history_of(n, appts, {call_key: "tombstone"})
+    assert render.history_of(n, appts, {(call_key, "event"): Rec("open")}).call == "suggested"
+    handled = render.history_of(n, appts, {(call_key, "task"): Rec("tombstone")})
     assert (handled.call, handled.anchor, handled.last_attended) == (
         "handled",
         Attendance.NO_SHOW,
