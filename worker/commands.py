@@ -413,9 +413,11 @@ def demo(folder: Path, now: datetime) -> int:
     )
     print(call_sheet(settings, outcome.plan))
     c = outcome.counts
+    calls = sum(1 for n in outcome.plan.needs if n.state == "due")
+    # one call is an event and a task: count calls and calendar items apart, and say which is which
     print(
-        f"\nThis pass wrote {c['created']} new reminders ({c['kept']} already there, {c['updated']} updated, "
-        f"{c['resolved']} withdrawn)."
+        f"\n{calls} calls due. This pass wrote {c['created']} new calendar items (events and tasks; "
+        f"{c['kept']} already there, {c['updated']} updated, {c['resolved']} withdrawn)."
     )
     print(f"Reminder events: {settings.reminders.events_path}")
     print(f"Reminder tasks:  {settings.reminders.tasks_path}")

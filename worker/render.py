@@ -22,10 +22,12 @@ from worker.model import (
     Attendance,
     CallNeed,
     Client,
+    ClientId,
     ItemKind,
     Reason,
     Reminder,
     ReminderKey,
+    Withdraw,
     reminder_key,
 )
 
@@ -436,6 +438,33 @@ def withdrawal_note(why: Withdrawn, alias: str, tz: ZoneInfo, booked_at: datetim
             return f"callsheet: closed; the calendar no longer shows a reason to contact {alias}."
         case _:
             assert_never(why)
+
+
+def note_for(
+    withdraw: Withdraw,
+    clients: Mapping[ClientId, Client],
+    appointments: Sequence[Appointment],
+    tz: ZoneInfo,
+    now: datetime,
+) -> str:
+    """The closing note of one Withdraw action, for the runner to pass to `sink.withdraw`.
+
+    reconcile says "handled by the therapist" when the sibling item was handled, "resolved"
+    otherwise; this turns that into the cause in words, with the client's next booking.
+    """
+    item = withdraw.item
+    client_id = ClientId(item.client_id) if item is not None else None
+    client = clients.get(client_id) if client_id is not None else None
+    booked = sorted(
+        a.start for a in appointments if a.client_id == client_id and not a.is_cancelled and a.start > now
+    )
+    why = withdrawal_cause(
+        item.reason if item is not None else "",
+        client,
+        booked[0] if booked else None,
+        handled=withdraw.note.startswith("handled"),
+    )
+    return withdrawal_note(why, client.alias if client else "the client", tz, booked[0] if booked else None)
 
 
 def payload_hash(title_text: str, body: str) -> str:

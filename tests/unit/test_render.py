@@ -8,7 +8,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from worker import render
-from worker.model import Appointment, Attendance, CallNeed, Client, ClientId, Reason, ReminderKey
+from worker.model import (
+    Appointment,
+    Attendance,
+    CallNeed,
+    Client,
+    ClientId,
+    Managed,
+    Reason,
+    ReminderKey,
+    Withdraw,
+)
 
 TZ = ZoneInfo("America/Chicago")
 PRACTICE = render.Practice(tz=TZ, therapist_name="Dr. Test", callback_number="+1 555 0100")
@@ -287,3 +297,29 @@ def test_withdrawal_cause_from_what_the_runner_knows():
     assert render.withdrawal_cause(Reason.NOT_REBOOKED, gone, None) is render.Withdrawn.DISCHARGED
     assert render.withdrawal_cause(Reason.LAPSED, None, None) is render.Withdrawn.LEFT_ROSTER
     assert render.withdrawal_cause(Reason.LATE, client(), None, handled=True) is render.Withdrawn.HANDLED
+
+
+def test_note_for_a_withdrawal_names_the_booking():
+    """note_for turns reconcile's "resolved" into "J.S. booked <next booking>" from the appointments."""
+    item = Managed(key=ReminderKey("k" * 26), kind="task", ref="x", client_id="c014", reason="not_rebooked")
+    withdraw = Withdraw(key=item.key, kind="task", item=item, note="resolved", delete=False)
+    nxt = Appointment(
+        "a2",
+        "u2",
+        "",
+        ClientId("c014"),
+        START + timedelta(days=2),
+        START + timedelta(days=2, hours=1),
+        Attendance.SCHEDULED,
+    )
+    clients = {ClientId("c014"): client()}
+    assert (
+        render.note_for(withdraw, clients, [nxt], TZ, START)
+        == "callsheet: closed; J.S. booked Thu 12 Mar 10:00."
+    )
+    handled = Withdraw(key=item.key, kind="task", item=item, note="handled by the therapist", delete=False)
+    assert "you handled the call to J.S." in render.note_for(handled, clients, [], TZ, START)
+    assert (
+        render.note_for(withdraw, {}, [], TZ, START)
+        == "callsheet: closed; the client is no longer in the roster."
+    )
