@@ -115,14 +115,13 @@ def _ics(ev: _Ev) -> str:
 def _events(today: date, now: datetime, tz: ZoneInfo) -> list[_Ev]:
     def at(days: int, hour: int, minute: int = 0) -> datetime:
         day = today + timedelta(days=days)
-        # keep sessions on weekdays: Saturday -> Friday, Sunday -> Monday
-        if day.weekday() == 5:
-            day -= timedelta(days=1)
-        elif day.weekday() == 6:
-            day += timedelta(days=1)
+        # keep sessions on weekdays, on the same side of today: a past weekend day becomes the
+        # Friday before it, a future one the Monday after it ("yesterday" stays in the past)
+        if day.weekday() >= 5:
+            day += timedelta(days=4 - day.weekday()) if days < 0 else timedelta(days=7 - day.weekday())
         return datetime.combine(day, time(hour, minute), tz)
 
-    weekly_start = at(-35, 10)
+    weekly_start = at(-36, 10)  # never on today's weekday: not "late" at the anchor time
     moved_rid = weekly_start + timedelta(weeks=6)
     late_start = (now - timedelta(minutes=20)).astimezone(tz).replace(second=0, microsecond=0)
     return [

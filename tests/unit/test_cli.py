@@ -218,3 +218,15 @@ def test_setup_script_without_the_venv_says_what_works() -> None:
     assert done.returncode == 2, done.stderr
     assert "callsheet authorize-google --config PATH" in done.stderr and ".venv/bin/python" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("clock", ["2026-11-30 10:30", "2026-12-01 10:30", "2026-12-04 13:00"])
+def test_demo_sessions_stay_on_their_side_of_today(clock: str) -> None:
+    """On a Monday the demo's "missed yesterday" is the Friday before, never later today; all are weekdays."""
+    tz = ZoneInfo(demo.TIMEZONE)
+    now = datetime.fromisoformat(clock).replace(tzinfo=tz)
+    events = {ev.uid: ev for ev in demo._events(now.date(), now, tz)}
+    assert events["demo-c011-missed"].start < now and events["demo-c003-missed"].start < now
+    assert events["demo-c003-next"].start > now and events["demo-c008-next"].start > now
+    assert all(ev.start.weekday() < 5 for ev in events.values())
+    assert events["demo-c001-weekly"].start.weekday() != now.weekday()  # A.M. is never "late" at the anchor
