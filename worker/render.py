@@ -279,7 +279,8 @@ def call_script(
         lines.append("Free times to offer: " + "; ".join(_day(a, practice.tz) for a in alternatives) + ".")
     if need.reason in (Reason.ACQUAINTED_CONFLICT, Reason.DOUBLE_BOOKED) and not alternatives:
         lines.append("No free time found in the next two weeks: check the calendar.")
-    lines.append("If someone else answers, ask for the client; it is about an appointment, nothing more.")
+    if client.consent_to_call:
+        lines.append("If someone else answers, ask for the client; it is about an appointment, nothing more.")
     return lines
 
 

@@ -206,6 +206,8 @@ def test_title_without_consent_does_not_say_call(reason):
     """Calendar apps show only the title: a client without call consent is never titled "Call"."""
     text = render.title(need(reason), client(consent=False), TZ)
     assert text.startswith(f"Write to {ALIAS} — ") and "Call" not in text
+    body = render.description(need(reason), client(consent=False), PRACTICE, [])
+    assert "If someone else answers" not in body  # nothing in the notes suggests a phone call
 
 
 def test_letter_without_consent_claims_no_call():
