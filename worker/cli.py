@@ -7,7 +7,9 @@ interval retries); 2 bad configuration or usage; 3 authorisation needed.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import sqlite3
 import sys
 import traceback
 from collections.abc import Sequence
@@ -33,20 +35,27 @@ log = structlog.get_logger()
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         print(f"callsheet: {message}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> _Parser:
     p = _Parser(prog="callsheet", description="Reminders to call the clients who need a call.")
     p.add_argument("--config", type=Path, help="config file (default: $CALLSHEET_CONFIG, ./callsheet.toml)")
     p.add_argument("--version", action="version", version=f"callsheet {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def with_now(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("--now", help="act as if it were this time (ISO-8601); for tests and audits")
+        cmd.add_argument(
+            "--now",
+            help="act as if it were this time (ISO-8601; naive = practice time); for tests and audits",
+        )
 
     run = sub.add_parser("run", help="one pass (--once) or a pass every interval (default 5m)")
     run.add_argument("--once", action="store_true", help="one pass, then exit")
@@ -62,15 +71,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="treat every reminder missing from the reminders calendar as handled (when removed on purpose)",
     )
-    with_now(run)
+    run.add_argument("--now", help="act as if it were this time (ISO-8601); runs a single pass, like --once")
 
     plan = sub.add_parser("plan", help="dry run: what a pass would do; writes nothing")
-    plan.add_argument("--json", action="store_true", help="one JSON object per line")
-    plan.add_argument("--include-stale", action="store_true")
+    plan.add_argument(
+        "--json", action="store_true", help="one JSON object per need and per withdrawal, with its action"
+    )
+    plan.add_argument(
+        "--include-stale",
+        action="store_true",
+        help="plan as `run --include-stale` would: also write needs older than rules.max_age",
+    )
     with_now(plan)
 
     status = sub.add_parser("status", help="the caseload: last seen, next booked, open calls")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="one JSON object per client")
     with_now(status)
 
     check = sub.add_parser("check", help="validate config and roster, reach every calendar")
@@ -101,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", type=Path, default=Path("demo"), help="folder for the practice (default ./demo)"
     )
     demo.add_argument("--now", help=argparse.SUPPRESS)
+
+    sub.add_parser(
+        "authorize-google",
+        help="one-time Google consent: token file, calls calendar, task list (--help for its options)",
+        add_help=False,
+    )
+    p.commands = dict(sub.choices)
     return p
 
 
@@ -138,9 +160,41 @@ def _print_config_error(err: ConfigError, out: TextIO) -> None:
         print(f"  {problem}", file=out)
 
 
+def _file_problem(err: OSError) -> tuple[str, int]:
+    """A file-system error in words: the path, what is wrong, the fix; and its exit code."""
+    path = err.filename or "a file callsheet writes"
+    match err.errno:
+        case errno.EROFS:
+            return (
+                f"cannot write {path}: the file system is read-only; fix: put state_dir (and a Google "
+                "token file) on a writable volume",
+                EXIT_FAILED,
+            )
+        case errno.EACCES | errno.EPERM:
+            return (
+                f"cannot write {path}: permission denied; fix: make it writable by the user running "
+                "callsheet (chown), or choose another place in the config",
+                EXIT_FAILED,
+            )
+        case errno.EEXIST | errno.ENOTDIR:
+            return (f"{path} is a file, not a folder; fix: point state_dir at a folder", EXIT_CONFIG)
+        case errno.ENOSPC | errno.EDQUOT:
+            return (f"cannot write {path}: the disk is full; fix: free some space", EXIT_FAILED)
+    return (f"cannot use {path}: {err.strerror or type(err).__name__}", EXIT_FAILED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "authorize-google":
+        from worker import google_setup
+
+        given = ["--config", str(args.config)] if args.config else []
+        return google_setup.main([*given, *extra], prog="callsheet authorize-google")
+    if extra:
+        # a mistyped flag: show the usage of the subcommand it was given to, not the top level's
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return _dispatch(args)
     except ConfigError as err:
@@ -157,6 +211,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except (ConnectorError, StateError) as err:
         print(f"callsheet: the pass failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as err:
+        message, code = _file_problem(err)
+        print(f"callsheet: {message}", file=sys.stderr)
+        return code
+    except sqlite3.Error as err:
+        # sqlite says "attempt to write a readonly database", "unable to open database file", …
+        print(
+            f"callsheet: the state database (state.db in state_dir) cannot be used: {err}; fix: make "
+            "state_dir a writable folder of the user running callsheet",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
@@ -178,14 +244,22 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "demo":
         logsetup.configure("warning")
-        return commands.demo(args.dir, parse_now(args.now, None))
+        from worker.demo import anchor
+
+        return commands.demo(args.dir, parse_now(args.now, None) if args.now else anchor(datetime.now(UTC)))
     if args.command == "roster":
         return _roster(args)
     settings = _load(args)
-    logsetup.configure(settings.run.log_level)
+    looping = args.command == "run" and not (args.once or args.now)
+    level = settings.run.log_level
+    if level == "info" and not looping and sys.stderr.isatty():
+        level = "warning"  # a person at a terminal reads the table, not the progress lines
+    logsetup.configure(level)
     if args.command == "run":
         now_text = args.now
         if args.once or now_text:
+            if args.every and now_text and not args.once:
+                raise _usage("--now runs a single pass; it cannot be combined with --every")
             if args.every:
                 raise _usage("use --once or --every, not both")
             return commands.run_once(
@@ -213,7 +287,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check":
         return commands.check(settings, health=args.health, write_probe=args.write_probe)
     if args.command == "purge":
-        return commands.purge(settings, dry_run=args.dry_run or not args.yes)
+        return commands.purge(settings, dry_run=args.dry_run or not args.yes, asked_yes=args.yes)
     raise _usage(f"unknown command {args.command!r}")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from connectors.base import Sink, open_sink, open_source, owner_of
 from worker import health, planning, runner
-from worker.cli import EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
+from worker.cli import EXIT_AUTH, EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
 from worker.config import Settings, load_settings
 from worker.errors import AuthError, ConfigError, ConnectorError, LockedError
 from worker.model import (
@@ -311,6 +311,7 @@ def _checklist(settings: Settings, *, write_probe: bool = False) -> int:
     Read-only unless `write_probe`: then one throw-away item of each kind is written and removed.
     """
     failures = 0
+    auth_failures = 0
 
     def report(ok: bool, text: str, fix: str = "") -> None:
         nonlocal failures
@@ -319,9 +320,16 @@ def _checklist(settings: Settings, *, write_probe: bool = False) -> int:
         if fix and not ok:
             print(f"     fix: {fix}")
 
+    def refused(role: str, kind: str, exc: AuthError) -> None:
+        # the same words as `run` (the message carries the fix for its kind), and exit 3 like `run`
+        nonlocal auth_failures
+        auth_failures += 1
+        report(False, f"{role} {kind}: authorisation needed: {exc}")
+
     report(
         True, f"config {settings.path} and roster {settings.roster_path} ({len(settings.clients)} clients)"
     )
+    report(True, f"time zone {settings.practice.timezone} (office hours, reminder times and texts use it)")
     files: list[Path | None] = [settings.roster_path]
     for section in (settings.source, settings.reminders):
         files += [section.password_file, section.token_file]
@@ -358,7 +366,7 @@ def _checklist(settings: Settings, *, write_probe: bool = False) -> int:
         finally:
             source.close()
     except AuthError as exc:
-        report(False, f"source {settings.source.kind}: {exc}", "re-run the authorisation (see the message)")
+        refused("source", settings.source.kind, exc)
     except (ConnectorError, ConfigError) as exc:
         report(False, f"source {settings.source.kind}: {exc}", f"check [source] in {settings.path}")
     try:
@@ -392,24 +400,34 @@ def _checklist(settings: Settings, *, write_probe: bool = False) -> int:
         finally:
             sink.close()
     except AuthError as exc:
-        report(
-            False, f"reminders {settings.reminders.kind}: {exc}", "re-run the authorisation (see the message)"
-        )
+        refused("reminders", settings.reminders.kind, exc)
     except (ConnectorError, ConfigError) as exc:
         report(False, f"reminders {settings.reminders.kind}: {exc}", f"check [reminders] in {settings.path}")
     print("all checks passed" if not failures else f"{failures} check(s) failed")
+    if auth_failures:
+        return EXIT_AUTH
     return EXIT_OK if not failures else EXIT_FAILED
 
 
-def purge(settings: Settings, *, dry_run: bool) -> int:
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
+def purge(settings: Settings, *, dry_run: bool, asked_yes: bool = False) -> int:
     """Delete every item that carries our key; nothing else."""
+    roster = Roster.of(settings.clients)
+    tz = settings.practice.tz
     sink = open_sink(settings, settings.reminders)
     try:
         found, foreign = planning.ours(list(sink.managed()), owner_of(settings))
         items = [i for i in found if i.status != "cancelled"]  # Google lists deleted ones: gone already
         for item in items:
             if dry_run:
-                print(f"would remove {item.kind} {item.key}")
+                client = roster.get(ClientId(item.client_id))
+                who = client.alias if client else (f"client {item.client_id}" if item.client_id else "-")
+                why = _reason_text(item.reason)
+                at = item.start.astimezone(tz).strftime("%a %d %b %Y %H:%M") if item.start else "no date"
+                print(f"would remove {item.kind:5}  {who:8}  {why:24}  {at}  ({item.status})")
             else:
                 sink.delete(item)
         if not dry_run and items:
@@ -418,10 +436,12 @@ def purge(settings: Settings, *, dry_run: bool) -> int:
             _forget(settings, [(i.key, i.kind) for i in items])
         if foreign:
             print(f"{sum(foreign.values())} items of another installation or copies were left alone.")
-        if dry_run:
-            print(f"{len(items)} items would be removed; run with --yes to remove them.")
+        if dry_run and asked_yes:
+            print(f"{_items(len(items))} would be removed (--dry-run: nothing was removed).")
+        elif dry_run:
+            print(f"{_items(len(items))} would be removed; run with --yes to remove them.")
         else:
-            print(f"removed {len(items)} items.")
+            print(f"removed {_items(len(items))}; state forgot them, so a pass writes what is still due.")
     finally:
         sink.close()
     return EXIT_OK
@@ -434,6 +454,14 @@ def _forget(settings: Settings, slots: list[tuple[str, str]]) -> None:
             state.forget_records(slots)
         finally:
             state.close()
+
+
+def _reason_text(reason: str) -> str:
+    """A reason code as the call sheet words it ('attention' for callsheet's own alert)."""
+    for code, text in REASON_TEXT.items():
+        if code.value == reason:
+            return text
+    return {"attention": "callsheet needs attention", "check": "write check"}.get(reason, reason or "-")
 
 
 def demo(folder: Path, now: datetime) -> int:
@@ -450,9 +478,11 @@ def demo(folder: Path, now: datetime) -> int:
     )
     print(call_sheet(settings, outcome.plan))
     c = outcome.counts
+    calls = sum(1 for n in outcome.plan.needs if n.state == "due")
+    # one call is an event and a task: count calls and calendar items apart, and say which is which
     print(
-        f"\nThis pass wrote {c['created']} new reminders ({c['kept']} already there, {c['updated']} updated, "
-        f"{c['resolved']} withdrawn)."
+        f"\n{calls} calls due. This pass wrote {c['created']} new calendar items (events and tasks; "
+        f"{c['kept']} already there, {c['updated']} updated, {c['resolved']} withdrawn)."
     )
     print(f"Reminder events: {settings.reminders.events_path}")
     print(f"Reminder tasks:  {settings.reminders.tasks_path}")

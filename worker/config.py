@@ -7,6 +7,7 @@ the only module that reads os.environ (for CALLSHEET_CONFIG and password_env).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -21,11 +22,14 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictInt,
+    Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from worker.durations import parse_duration
@@ -33,6 +37,10 @@ from worker.errors import ConfigError, Problem
 from worker.model import Client, ClientId
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+# The one spelling of the reminders calendar's and task list's default name (Google, the setup
+# script and the docs use it); `[reminders] calendar_name` / `tasklist` override it.
+CALENDAR_NAME = "Client calls"
 
 
 def _duration(value: object) -> timedelta:
@@ -81,7 +89,8 @@ class OfficeHours(_Strict):
 
 
 class PracticeSettings(_Strict):
-    timezone: str = "UTC"
+    # no default: a practice silently in UTC places every call at the wrong hour
+    timezone: str
     therapist_name: str = ""
     callback_number: str = ""
     office_hours: OfficeHours = OfficeHours()
@@ -114,6 +123,8 @@ class _Account(_Strict):
 
 
 class SourceSettings(_Account):
+    """[source]: the keys any kind may carry. The loader gives one of the per-kind models below."""
+
     kind: Literal["vdir", "caldav", "google"] = "vdir"
     name: str = "practice"
     path: Path | None = None
@@ -132,7 +143,34 @@ class SourceSettings(_Account):
         return tuple(dict.fromkeys(ids)) or ("primary",)
 
 
+class VdirSource(SourceSettings):
+    """[source] kind = "vdir": a folder of .ics files; `path` is required."""
+
+    kind: Literal["vdir"] = "vdir"
+    path: Path
+
+
+class CaldavSource(SourceSettings):
+    """[source] kind = "caldav": one or more calendar collection URLs."""
+
+    kind: Literal["caldav"]
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> CaldavSource:
+        if not self.all_urls:
+            raise ValueError("kind = 'caldav' needs url = 'https://…/calendar/' (or urls = [...])")
+        return self
+
+
+class GoogleSource(SourceSettings):
+    """[source] kind = "google": calendar ids (default "primary")."""
+
+    kind: Literal["google"]
+
+
 class ReminderSettings(_Account):
+    """[reminders]: the keys any kind may carry. The loader gives one of the per-kind models below."""
+
     kind: Literal["vdir", "caldav", "google"] = "vdir"
     name: str = "reminders"
     events_path: Path | None = None
@@ -140,11 +178,64 @@ class ReminderSettings(_Account):
     events_url: str | None = None
     tasks_url: str | None = None
     calendar_id: str | None = None
-    calendar_name: str = "Client calls"
-    tasklist: str | None = None
+    calendar_name: str = CALENDAR_NAME
+    tasklist: str = CALENDAR_NAME
     write: tuple[Literal["event", "task"], ...] = ("event", "task")
     alarm_minutes: StrictInt = Field(default=0, ge=0, le=40320)
     length: Duration = timedelta(minutes=15)
+
+
+class VdirReminders(ReminderSettings):
+    """[reminders] kind = "vdir": folders for events and/or tasks."""
+
+    kind: Literal["vdir"] = "vdir"
+
+    @model_validator(mode="after")
+    def _needs_a_folder(self) -> VdirReminders:
+        if self.events_path is None and self.tasks_path is None:
+            raise ValueError("kind = 'vdir' needs events_path = 'FOLDER' (and/or tasks_path)")
+        return self
+
+
+class CaldavReminders(ReminderSettings):
+    """[reminders] kind = "caldav": collections for events and/or tasks."""
+
+    kind: Literal["caldav"]
+
+    @model_validator(mode="after")
+    def _needs_a_collection(self) -> CaldavReminders:
+        if not (self.events_url or self.tasks_url):
+            raise ValueError("kind = 'caldav' needs events_url = 'https://…/calls/' (and/or tasks_url)")
+        return self
+
+
+class GoogleReminders(ReminderSettings):
+    """[reminders] kind = "google": the calls calendar and task list."""
+
+    kind: Literal["google"]
+
+
+def _kind_of(value: object) -> str:
+    """The tag of a [source] / [reminders] table: its `kind`, "vdir" when unset."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "vdir"))
+    return str(getattr(value, "kind", "vdir"))
+
+
+KINDS = ("vdir", "caldav", "google")
+
+Source = Annotated[
+    Annotated[VdirSource, Tag("vdir")]
+    | Annotated[CaldavSource, Tag("caldav")]
+    | Annotated[GoogleSource, Tag("google")],
+    Discriminator(_kind_of),
+]
+Reminders = Annotated[
+    Annotated[VdirReminders, Tag("vdir")]
+    | Annotated[CaldavReminders, Tag("caldav")]
+    | Annotated[GoogleReminders, Tag("google")],
+    Discriminator(_kind_of),
+]
 
 
 class RuleSettings(_Strict):
@@ -179,9 +270,9 @@ class RunSettings(_Strict):
 class _ConfigFile(_Strict):
     roster: Path = Path("clients.toml")
     state_dir: Path = Path("var")
-    practice: PracticeSettings = PracticeSettings()
-    source: SourceSettings = SourceSettings()
-    reminders: ReminderSettings = ReminderSettings()
+    practice: PracticeSettings
+    source: Source
+    reminders: Reminders
     rules: RuleSettings = RuleSettings()
     markers: MarkerSettings = MarkerSettings()
     run: RunSettings = RunSettings()
@@ -307,29 +398,112 @@ def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     return best
 
 
+_MISSING_TEXT = {
+    "practice": "[practice] is missing: it needs at least timezone = 'Region/City'",
+    "practice.timezone": "[practice] timezone is missing: set the practice's IANA zone, e.g. 'America/New_York'",
+    "source": "[source] is missing: say where the appointments are (kind and path, url or calendar_id)",
+    "source.path": "[source] kind = 'vdir' needs path = 'FOLDER'",
+    "reminders": "[reminders] is missing: say where reminders go (kind and events_path, events_url or calendar_id)",
+}
+
+_TYPE_TEXT = {
+    "tuple_type": 'must be a list, e.g. ["a", "b"]',
+    "list_type": 'must be a list, e.g. ["a", "b"]',
+    "string_type": "must be text in quotes",
+    "bool_type": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "model_type": "must be a table ([section] or { key = value })",
+    "dict_type": "must be a table ([section] or { key = value })",
+    "path_type": "must be a file or folder path in quotes",
+    "string_too_short": "must not be empty",
+}
+
+
+def _model_at(keys: list[str], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The model class that holds the last key of `keys` (for did-you-mean)."""
+    model: type[BaseModel] | None = root
+    for key in keys[:-1]:
+        if model is None:
+            return None
+        field = model.model_fields.get(key)
+        if field is None:
+            return None
+        hint = field.annotation
+        model = hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+        if model is None and key in ("source", "reminders"):
+            model = SourceSettings if key == "source" else ReminderSettings
+        if model is None and key == "clients":
+            model = _ClientEntry
+    return model
+
+
+def _did_you_mean(keys: list[str], root: type[BaseModel]) -> str:
+    model = _model_at(keys, root)
+    if model is None or not keys:
+        return ""
+    close = difflib.get_close_matches(keys[-1], list(model.model_fields), n=1, cutoff=0.7)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _detail(e: Any, *, private: bool) -> str:
+    """An error in words a helper understands (no pydantic jargon)."""
+    kind, ctx = e["type"], e.get("ctx") or {}
+    if kind in _TYPE_TEXT:
+        return _TYPE_TEXT[kind]
+    if kind == "string_pattern_mismatch":
+        return "may use only letters, digits, '_', '.' and '-'"
+    if kind == "literal_error":
+        text = f"must be one of {ctx.get('expected', '')}"
+        return text if private else f"{text} (got {e.get('input')!r})"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = {"greater_than_equal": "at least", "greater_than": "more than"}.get(kind, "at most")
+        limit = next(iter(ctx.values()), "")
+        return f"must be {bound} {limit}"
+    if kind == "union_tag_invalid":
+        got = "" if private else f" (got {ctx.get('tag')!r})"
+        return "must be one of " + ", ".join(repr(k) for k in KINDS) + got
+    return str(e["msg"]).removeprefix("Value error, ")
+
+
 def _problems(err: ValidationError, file: Path, text: str, *, private: bool) -> list[Problem]:
     out = []
+    root: type[BaseModel] = _RosterFile if private else _ConfigFile
     for e in err.errors():
         loc = tuple(e["loc"])
         keys = [str(k) for k in loc if not isinstance(k, int)]
-        # a discriminator suffix such as 'literal[...]' is not a key the user wrote
+        # a discriminator suffix such as 'literal[...]' or a kind's tag is not a key the user wrote
         keys = [k for k in keys if not k.startswith(("function-", "literal["))]
+        keys = [
+            k for i, k in enumerate(keys) if not (i and k in KINDS and keys[i - 1] in ("source", "reminders"))
+        ]
         index = next((k for k in loc if isinstance(k, int)), None)
         where_key = ".".join(keys)
         if index is not None and keys and keys[0] == "clients":
             where_key = f"clients[{index + 1}]" + ("." + ".".join(keys[1:]) if keys[1:] else "")
-        line = _line_of(text, loc)
+        line = _line_of(text, tuple(keys) if index is None else loc)
         where = f"{file}:{line}" if line else str(file)
         kind = e["type"]
+        if kind == "union_tag_invalid" or (keys and keys[-1] in ("source", "reminders")):
+            # about a whole [source] / [reminders]: point at its `kind`
+            line = _line_of(text, (*keys, "kind")) or _line_of(text, tuple(keys))
+            where = f"{file}:{line}" if line else str(file)
+            where_key += ".kind" if kind == "union_tag_invalid" else ""
+        elif kind == "missing" and index is None and len(keys) > 1:
+            line = _line_of(text, (*keys[:-1], "kind")) or _line_of(text, tuple(keys[:-1]))
+            where = f"{file}:{line}" if line else str(file)
         if kind == "extra_forbidden":
-            message = f"unknown key {where_key!r}"
+            message = f"unknown key {where_key!r}{_did_you_mean(keys, root)}"
         elif kind == "missing":
-            message = f"required key {where_key!r} is missing"
+            message = _MISSING_TEXT.get(where_key, f"required key {where_key!r} is missing")
         else:
-            detail = str(e["msg"]).removeprefix("Value error, ")
-            if not private and kind.startswith("literal"):
-                detail = f"{detail} (got {e.get('input')!r})"
-            message = f"{where_key}: {detail}"
+            detail = _detail(e, private=private)
+            message = (
+                f"[{where_key}] {detail}"
+                if where_key in ("source", "reminders")
+                else f"{where_key}: {detail}"
+            )
         out.append(Problem(where, message))
     return out
 
@@ -373,17 +547,53 @@ def _absolute_account(model: _Account, base: Path) -> dict[str, Any]:
     }
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _control_characters(data: object, path: Path, text: str) -> list[Problem]:
+    """Refuse control characters (NUL, ESC, …) anywhere in the roster: they would reach an .ics or a terminal."""
+    out: list[Problem] = []
+
+    def walk(value: object, loc: tuple[int | str, ...]) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, (*loc, str(key)))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, (*loc, i) if loc == ("clients",) else loc)
+        elif isinstance(value, str) and _CONTROL.search(value):
+            char = _CONTROL.search(value)
+            assert char is not None
+            code = f"U+{ord(char.group()):04X}"
+            index = next((k for k in loc if isinstance(k, int)), None)
+            keys = [str(k) for k in loc if not isinstance(k, int)]
+            where_key = ".".join(keys)
+            if index is not None and keys and keys[0] == "clients":
+                where_key = f"clients[{index + 1}]" + ("." + ".".join(keys[1:]) if keys[1:] else "")
+            line = _line_of(text, loc)
+            out.append(
+                Problem(
+                    f"{path}:{line}" if line else str(path),
+                    f"{where_key}: contains a control character ({code}); remove it",
+                )
+            )
+
+    walk(data, ())
+    return out
+
+
 def load_roster(path: Path, tz: tzinfo = UTC) -> tuple[Client, ...]:
     """Read and validate clients.toml (client data: messages never include values).
 
     `pause_until` and `call_after` dates mean local midnight in `tz` (the practice's zone).
     """
     data, text = _read_toml(path, "roster")
+    controls = _control_characters(data, path, text)
     try:
         roster = _RosterFile.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_problems(err, path, text, private=True)) from err
-    problems: list[Problem] = []
+        raise ConfigError(controls + _problems(err, path, text, private=True)) from err
+    problems: list[Problem] = list(controls)
     ids: dict[str, int] = {}
     for number, entry in enumerate(roster.clients, start=1):
         if entry.id in ids:
@@ -397,21 +607,37 @@ def load_roster(path: Path, tz: tzinfo = UTC) -> tuple[Client, ...]:
             )
         else:
             ids[entry.id] = number
+    names: dict[str, int] = {}
+    for number, entry in enumerate(roster.clients, start=1):
+        # the full name matches event titles: two clients with one name make every such event ambiguous
+        same = " ".join(entry.name.split()).casefold()
+        if same in names:
+            line = _line_of(text, ("clients", number - 1, "name"))
+            problems.append(
+                Problem(
+                    f"{path}:{line}" if line else str(path),
+                    f"clients[{number}].name: the same full name as clients[{names[same]}]; events titled "
+                    "with it could not be told apart: write the names differently (e.g. with a middle initial)",
+                )
+            )
+        else:
+            names[same] = number
     links: dict[str, set[str]] = {e.id: set() for e in roster.clients}
     for number, entry in enumerate(roster.clients, start=1):
-        for other in entry.acquainted_with:
+        line = _line_of(text, ("clients", number - 1, "acquainted_with"))
+        where = f"{path}:{line}" if line else str(path)
+        for position, other in enumerate(entry.acquainted_with, start=1):
             if other not in ids:
-                line = _line_of(text, ("clients", number - 1, "acquainted_with"))
+                # never echo the value: it may be a person's name written instead of an id
                 problems.append(
                     Problem(
-                        f"{path}:{line}" if line else str(path),
-                        f"clients[{number}].acquainted_with: unknown client id {other!r}",
+                        where,
+                        f"clients[{number}].acquainted_with[{position}]: not a client id in the roster "
+                        '(list ids such as "c014", not names)',
                     )
                 )
             elif other == entry.id:
-                problems.append(
-                    Problem(str(path), f"clients[{number}].acquainted_with: names the client itself")
-                )
+                problems.append(Problem(where, f"clients[{number}].acquainted_with: names the client itself"))
             else:
                 links[entry.id].add(other)
                 links[other].add(entry.id)
@@ -474,14 +700,25 @@ def _group_problems(
     return out
 
 
-def load_settings(path: Path, *, roster_optional: bool = False) -> Settings:
-    """Load config.toml and the roster it names (`roster_optional`: a missing roster is empty).
+def load_settings(path: Path, *, roster: bool = True, roster_optional: bool = False) -> Settings:
+    """Load config.toml and the roster it names (`roster=False`: the config alone, no clients;
+    `roster_optional`: a missing roster is empty).
 
     Raises:
         ConfigError: with every problem found in both files.
     """
     path = path.expanduser().absolute()
-    data, text = _read_toml(path, "config file")
+    try:
+        data, text = _read_toml(path, "config file")
+    except ConfigError as err:
+        if not path.exists() and err.problems:
+            first = err.problems[0]
+            err.problems[0] = Problem(
+                first.where,
+                f"{first.message} (callsheet reads --config, else $CALLSHEET_CONFIG, else ./callsheet.toml, "
+                "else this file; copy config.example.toml to one of them)",
+            )
+        raise
     base = path.parent
     problems: list[Problem] = []
     try:
@@ -493,7 +730,7 @@ def load_settings(path: Path, *, roster_optional: bool = False) -> Settings:
     assert roster_path is not None
     clients: tuple[Client, ...] = ()
     try:
-        if not (roster_optional and not roster_path.exists()):
+        if roster and not (roster_optional and not roster_path.exists()):
             clients = load_roster(roster_path, parsed.practice.tz if parsed is not None else UTC)
     except ConfigError as err:
         problems.extend(err.problems)
@@ -501,10 +738,10 @@ def load_settings(path: Path, *, roster_optional: bool = False) -> Settings:
         problems.extend(_check_sections(parsed, path, text))
     if problems or parsed is None:
         raise ConfigError(problems)
-    source = parsed.source.model_copy(
+    source: SourceSettings = parsed.source.model_copy(
         update={"path": _resolve(base, parsed.source.path), **_absolute_account(parsed.source, base)}
     )
-    reminders = parsed.reminders.model_copy(
+    reminders: ReminderSettings = parsed.reminders.model_copy(
         update={
             "events_path": _resolve(base, parsed.reminders.events_path),
             "tasks_path": _resolve(base, parsed.reminders.tasks_path),
@@ -555,18 +792,12 @@ def _check_sections(parsed: _ConfigFile, path: Path, text: str) -> list[Problem]
     out: list[Problem] = []
 
     def at(*loc: str) -> str:
-        line = _line_of(text, loc)
+        # the key's line, else its table's header line
+        line = _line_of(text, loc) or _line_of(text, loc[:-1])
         return f"{path}:{line}" if line else str(path)
 
+    # what each kind needs (a vdir path, a CalDAV url) is checked by the per-kind models
     src, rem = parsed.source, parsed.reminders
-    if src.kind == "vdir" and src.path is None:
-        out.append(Problem(at("source", "kind"), "[source] kind = 'vdir' needs path = 'FOLDER'"))
-    if src.kind == "caldav" and not src.all_urls:
-        out.append(Problem(at("source", "kind"), "[source] kind = 'caldav' needs url or urls"))
-    if rem.kind == "vdir" and rem.events_path is None and rem.tasks_path is None:
-        out.append(Problem(at("reminders", "kind"), "[reminders] kind = 'vdir' needs events_path"))
-    if rem.kind == "caldav" and not (rem.events_url or rem.tasks_url):
-        out.append(Problem(at("reminders", "kind"), "[reminders] kind = 'caldav' needs events_url"))
     for name, section in (("source", src), ("reminders", rem)):
         if section.password_file is not None and section.password_env:
             out.append(
@@ -579,4 +810,48 @@ def _check_sections(parsed: _ConfigFile, path: Path, text: str) -> list[Problem]
         out.append(Problem(at("practice", "office_hours"), "office_hours needs at least one day"))
     if not rem.write:
         out.append(Problem(at("reminders", "write"), "write must list 'event', 'task' or both"))
+    out.extend(_check_values(parsed, at))
     return out
+
+
+def _check_values(parsed: _ConfigFile, at: Any) -> list[Problem]:
+    """Values that parse but cannot work: zero lengths, a call longer than the office day, …"""
+    out: list[Problem] = []
+    rules, run, rem = parsed.rules, parsed.run, parsed.reminders
+    for key in ("slot", "default_length"):
+        if getattr(rules, key) <= timedelta(0):
+            out.append(Problem(at("rules", key), f"rules.{key}: must be longer than 0, e.g. '15m'"))
+    if rules.slot > timedelta(0) and timedelta(days=1) % rules.slot:
+        out.append(
+            Problem(at("rules", "slot"), "rules.slot: must divide a day evenly, e.g. '5m', '15m', '30m'")
+        )
+    if rem.length <= timedelta(0):
+        out.append(Problem(at("reminders", "length"), "reminders.length: must be longer than 0, e.g. '15m'"))
+    hours = parsed.practice.office_hours
+    day = datetime.combine(date.min, hours.end) - datetime.combine(date.min, hours.start)
+    if hours.end > hours.start and rem.length > day:
+        out.append(
+            Problem(
+                at("reminders", "length"),
+                f"reminders.length: longer than the office day ({_spell(day)}); a call must fit in office hours",
+            )
+        )
+    if run.every < timedelta(seconds=1):
+        out.append(Problem(at("run", "every"), "run.every: must be at least 1s, e.g. '5m'"))
+    elif run.alert_after < run.every:
+        out.append(
+            Problem(
+                at("run", "alert_after"),
+                f"run.alert_after: shorter than run.every ({_spell(run.every)}); it must span at least one pass",
+            )
+        )
+    return out
+
+
+def _spell(value: timedelta) -> str:
+    """'8h', '1h30m', '45s': a duration as config.toml writes it."""
+    seconds, out = int(value.total_seconds()), ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, seconds = divmod(seconds, size)
+        out += f"{n}{unit}" if n else ""
+    return out or "0s"

@@ -115,14 +115,13 @@ def _ics(ev: _Ev) -> str:
 def _events(today: date, now: datetime, tz: ZoneInfo) -> list[_Ev]:
     def at(days: int, hour: int, minute: int = 0) -> datetime:
         day = today + timedelta(days=days)
-        # keep sessions on weekdays: Saturday -> Friday, Sunday -> Monday
-        if day.weekday() == 5:
-            day -= timedelta(days=1)
-        elif day.weekday() == 6:
-            day += timedelta(days=1)
+        # keep sessions on weekdays, on the same side of today: a past weekend day becomes the
+        # Friday before it, a future one the Monday after it ("yesterday" stays in the past)
+        if day.weekday() >= 5:
+            day += timedelta(days=4 - day.weekday()) if days < 0 else timedelta(days=7 - day.weekday())
         return datetime.combine(day, time(hour, minute), tz)
 
-    weekly_start = at(-35, 10)
+    weekly_start = at(-36, 10)  # never on today's weekday: not "late" at the anchor time
     moved_rid = weekly_start + timedelta(weeks=6)
     late_start = (now - timedelta(minutes=20)).astimezone(tz).replace(second=0, microsecond=0)
     return [
@@ -199,6 +198,27 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+# the demo's office hours (CONFIG): Monday to Friday, 09:00-17:00
+_OFFICE_DAYS = range(5)
+_EARLIEST, _LATEST, _ANCHOR = time(10, 0), time(16, 0), time(10, 30)
+
+
+def anchor(clock: datetime) -> datetime:
+    """The demo's `now`: the clock during office hours, else the next office day at 10:30.
+
+    At 03:54 the demo would otherwise show a late call for a 03:34 appointment; anchored, it
+    always looks like the README (calls in office hours, a client twenty minutes late).
+    """
+    tz = ZoneInfo(TIMEZONE)
+    local = clock.astimezone(tz)
+    if local.weekday() in _OFFICE_DAYS and _EARLIEST <= local.time() <= _LATEST:
+        return local.replace(second=0, microsecond=0)
+    day = local.date() if local.time() < _EARLIEST else local.date() + timedelta(days=1)
+    while day.weekday() not in _OFFICE_DAYS:
+        day += timedelta(days=1)
+    return datetime.combine(day, _ANCHOR, tz)
 
 
 def create_practice(folder: Path, now: datetime) -> Path:

@@ -2,11 +2,14 @@
 
 Logs go to stderr (stdout carries `plan --json` and tables). The processor chain ends with an
 allow-list of keys: anything else is dropped, so a careless call cannot leak a client's name,
-phone, email, an event's title or description. Values are ids, counts and durations.
+phone, email, an event's title or description. Values are ids, counts and durations. A file
+name, href or UID can carry a name or an email address: the values of `uid` and `item` are
+replaced by `digest()` (12 hex digits of their SHA-256), here, for every caller at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -46,6 +49,9 @@ ALLOWED_KEYS = frozenset(
         "adopted",
         "failed",
         "failure",
+        "kept",
+        "dry_run",
+        "appointments",
         "left",
         "lost",
         "held",
@@ -71,12 +77,25 @@ ALLOWED_KEYS = frozenset(
     }
 )
 
+# keys whose values may name a person (file names, hrefs, UIDs): logged as a digest
+HASHED_KEYS = frozenset({"uid", "item"})
+
+
+def digest(text: str) -> str:
+    """A short, stable stand-in for a file name, href or UID in logs and stored cursors."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 def _allow_list(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for name in [k for k in event_dict if k not in ALLOWED_KEYS]:
         del event_dict[name]
+    for name in HASHED_KEYS & event_dict.keys():
+        value = event_dict[name]
+        if isinstance(value, str) and value:
+            event_dict[name] = digest(value)
     return event_dict
 
 

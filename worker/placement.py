@@ -197,6 +197,9 @@ def alternatives(
     The search starts at the appointment's day (never before now) and steps through office
     hours; a slot must not overlap anything busy (the called appointment itself excluded by
     the caller) and must keep `gap` clear of `keep_clear` (the acquaintances' appointments).
+    The choices are spread, so the client gets a real choice: the first free time, then each
+    further one on another day and in the other half of the day (morning / afternoon); only
+    when the horizon has too few such days do they share a day, and then a half-day.
     """
     length = need.appointment_end - need.appointment_start
     index = BusyIndex(busy)
@@ -204,13 +207,40 @@ def alternatives(
     day_start = datetime.combine(need.appointment_start.astimezone(hours.tz).date(), hours.start, hours.tz)
     begin = max(day_start, now)
     limit = begin + horizon
-    out: list[datetime] = []
+    free: list[datetime] = []
     for at in _candidates(begin, hours, length):
-        if at > limit or len(out) >= count:
+        if at > limit:
             break
         if at == need.appointment_start:
             continue
         if index.conflicts(at, at + length) or clear.conflicts(at, at + length, gap):
             continue
-        out.append(at)
-    return out
+        free.append(at)
+    return _spread(free, hours.tz, count)
+
+
+def _spread(free: Sequence[datetime], tz: ZoneInfo, count: int) -> list[datetime]:
+    """Pick up to `count` of the sorted `free` starts, as far apart in kind as they allow."""
+
+    def half(at: datetime) -> tuple[object, bool]:
+        local = at.astimezone(tz)
+        return local.date(), local.hour >= 12  # (day, afternoon)
+
+    picked: list[datetime] = []
+    # strictness 0: a new day and the other half-day; 1: a new day; 2: a new half-day; 3: any
+    for strictness in range(4):
+        for at in free:
+            if len(picked) >= count:
+                return sorted(picked)
+            if at in picked:
+                continue
+            day, afternoon = half(at)
+            days = {half(p)[0] for p in picked}
+            if strictness <= 1 and day in days:
+                continue
+            if strictness == 0 and picked and afternoon == half(picked[-1])[1]:
+                continue
+            if strictness == 2 and (day, afternoon) in {half(p) for p in picked}:
+                continue
+            picked.append(at)
+    return sorted(picked)

@@ -262,10 +262,23 @@ def decide(
             item = current.get((need.key, kind))
             start = placed.get(need.key) or (item.start if item and item.start else now)
             reminder = render.render(
-                need, client, practice, kind=kind, start=start, length=length, alternatives=alternatives
+                need,
+                client,
+                practice,
+                kind=kind,
+                start=start,
+                length=length,
+                alternatives=alternatives,
+                history=render.history_of(need, appointments, records),
             )
             desired[(need.key, kind)] = replace(reminder, owner=owner)
-    actions = reconcile(desired.values(), {n.key for n in needs}, records, held_items, now=now)
+    actions = [
+        # the withdrawn task says why, in words, with the client's next booking (alias only)
+        replace(a, note=render.note_for(a, roster.clients, appointments, practice.tz, now))
+        if isinstance(a, Withdraw) and a.kind == "task"
+        else a
+        for a in reconcile(desired.values(), {n.key for n in needs}, records, held_items, now=now)
+    ]
     counts: Counter[str] = Counter(n.state for n in needs if n.key not in handled)
     counts["handled"] = sum(1 for n in needs if n.key in handled)
     counts["foreign"] = sum(foreign.values())

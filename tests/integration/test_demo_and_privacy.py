@@ -52,7 +52,8 @@ def test_demo_prints_call_sheet_and_twice_writes_nothing(
     assert len(files) >= 16
     assert main(["demo", "--dir", str(folder), "--now", NOW.isoformat()]) == 0
     again = capsys.readouterr().out
-    assert "This pass wrote 0 new reminders" in again
+    assert "This pass wrote 0 new calendar items (events and tasks;" in again
+    assert f"{out.count(' create')} calls due." in out  # calls and calendar items are counted apart
     assert sorted(p.name for p in (folder / "out").rglob("*.ics")) == files
 
 

@@ -103,9 +103,12 @@ def _assert_pass_survived(
     """
     assert any(n.client_id == "c001" and n.reason.value == "no_show" for n in outcome.plan.needs)
     read = next(line for line in lines if line["event"] == "source.read")
-    skipped = [str(line["item"]) for line in lines if line["event"] == "source.item.skipped"]
-    assert read["bad"] == len(skipped) == outcome.plan.counts["bad"]
-    assert set(skipped) <= victims, skipped
+    # logs carry a digest of the href (it may name a client); map it back to the victim's href
+    by_digest = {logsetup.digest(v): v for v in victims}
+    logged = [str(line["item"]) for line in lines if line["event"] == "source.item.skipped"]
+    assert read["bad"] == len(logged) == outcome.plan.counts["bad"]
+    assert set(logged) <= set(by_digest), logged
+    skipped = [by_digest[d] for d in logged]
     assert not [s for s in SECRETS if s in text]
     return skipped
 

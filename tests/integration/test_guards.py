@@ -413,5 +413,5 @@ def test_a_recurrence_bomb_is_skipped_not_paid_for_every_day(
 
 
 def test_accept_flags_exist_on_run_only() -> None:
-    """The named ways out are flags of `run` (DESIGN.md command line)."""
+    """The named ways out are flags of `run` (docs/commands.md)."""
     assert Accept(source_loss=True).source_loss and not Accept().deletions

@@ -258,9 +258,10 @@ def test_exact_double_booking_offers_only_free_times(practice: Practice) -> None
     assert _run(practice, "2026-03-10T08:00:00-05:00") == 0
     (path,) = [p for p in practice.events_dir.glob("*.ics") if "double-booked" in p.read_text()]
     text = path.read_text().replace("\n ", "").replace("\\n", "\n").replace("\\;", ";")
-    assert "Call C.T. — double-booked" in text
+    assert "Write to C.T. — double-booked" in text  # C.T. has no call consent: the title says so
     offered = next(line for line in text.splitlines() if "Free times to offer" in line)
-    assert "Thursday 12 March at 09:00; Thursday 12 March at 11:00; Thursday 12 March at 11:15" in offered
+    # spread over days and half-days; Thursday's 10:00-10:50 (the other client) is never offered
+    assert "Thursday 12 March at 09:00; Friday 13 March at 12:00; Monday 16 March at 09:00" in offered
 
 
 def test_far_future_booking_is_seen_when_the_window_reaches_it(

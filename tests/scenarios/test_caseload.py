@@ -65,7 +65,9 @@ def test_client_without_consent_gets_a_reminder_without_a_number(practice, run_o
         assert "No call consent on file" in body
         assert "555" not in body.replace("+1 555 0100", "")  # the practice's own number may appear
         assert "Voicemail (" not in body
-        assert item["title"] == "Call C.T. — missed Tue 10:00"
+        # the title says it too (calendar apps show only the title); the booking of 17 March is confirmed
+        assert item["title"] == "Write to C.T. — missed Tue 10:00"
+        assert "They have booked again for Tuesday 17 March at 10:00: confirm it." in body
 
 
 def test_client_with_consent_gets_the_number_and_voicemail(practice, run_once):
@@ -92,6 +94,17 @@ def test_termination_letter_is_a_task_with_a_draft(practice, run_once):
     assert "Dear Avery Quinn," in body
     assert "note it in the chart" in body
     assert task["title"] == "Letter to A.Q. — no return since Tue 10 Mar 10:00"
+
+
+def test_first_pass_letter_claims_no_call(practice, run_once):
+    """A letter written on the first pass (no call ever suggested) says so and claims no phone attempt."""
+    practice.add("a", vevent("tl-1", "Avery Quinn", local("2026-03-10 10:00")))
+    run_once(practice, "2026-04-01T09:00")
+    [task] = written(practice.tasks_dir)
+    body = str(task["description"])
+    assert "tried to reach you by phone" not in body and "no reply to the call" not in body
+    assert "since our last appointment on Tuesday 10 March at 10:00." in body
+    assert "No call was suggested before this letter: consider calling first." in body
 
 
 def test_reminders_never_stack_and_skip_busy_time(practice, run_once):

@@ -96,7 +96,7 @@ def test_custom_gap_and_lookahead(tmp_path, plan):
 
 
 def test_acquainted_reminder_lists_alternatives(practice, run_once):
-    """The reminder offers up to three free times that day, clear of the acquaintance by 15 minutes."""
+    """The reminder offers three free times clear of the acquaintance by 15 minutes, spread over days and half-days."""
     practice.add("a", vevent("aq-17", "Avery Quinn", _at("10:00")))
     practice.add("b", vevent("aq-18", "Blake Rowe", _at("10:50")))
     run_once(practice, NOW)
@@ -104,7 +104,7 @@ def test_acquainted_reminder_lists_alternatives(practice, run_once):
     assert (event["client"], event["reason"]) == ("c002", "acquainted_conflict")
     assert event["title"] == "Call B.R. — move Thu 12 Mar 10:50 (waiting-room overlap)"
     assert (
-        "Free times to offer: Thursday 12 March at 11:15; Thursday 12 March at 11:30; Thursday 12 March at 11:45."
+        "Free times to offer: Thursday 12 March at 11:15; Friday 13 March at 12:00; Monday 16 March at 09:00."
         in str(event["description"])
     )
 

@@ -35,7 +35,7 @@ STRUCTLOG_OWN = {"event", "level", "timestamp"}
 def test_every_allowed_key_is_logged_somewhere() -> None:
     """Each allow-listed key (but structlog's own) is a keyword of some log or bind call in the code."""
     used: set[str] = set()
-    files = [*ROOT.joinpath("worker").glob("*.py"), *ROOT.joinpath("connectors").rglob("*.py")]
+    files = [*ROOT.joinpath("worker").rglob("*.py"), *ROOT.joinpath("connectors").rglob("*.py")]
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             if (
@@ -48,3 +48,23 @@ def test_every_allowed_key_is_logged_somewhere() -> None:
                     {"source", "sink"} if any(kw.arg is None for kw in node.keywords) else set()
                 )  # **{role: name}
     assert ALLOWED_KEYS - STRUCTLOG_OWN - used == set()
+
+
+def test_file_names_and_uids_are_logged_as_a_digest() -> None:
+    """A uid or file name that carries an email or a name is logged as a short hash, never as is."""
+    import io
+    import json
+
+    import structlog
+
+    from worker import log as logsetup
+
+    out = io.StringIO()
+    logsetup.configure("info", stream=out, json=True)
+    structlog.get_logger().warning(
+        "source.item.skipped", item="robin.example@mail.test.ics", uid="robin.example@mail.test"
+    )
+    line = json.loads(out.getvalue())
+    assert "robin" not in out.getvalue()
+    assert line["item"] == logsetup.digest("robin.example@mail.test.ics") and len(line["item"]) == 12
+    assert line["uid"] == logsetup.digest("robin.example@mail.test")

@@ -54,7 +54,7 @@ def test_image_paths_work(
     """With only CALLSHEET_CONFIG set, as in the image, the health check finds config and state."""
     (tmp_path / "calendar").mkdir()
     (tmp_path / "config.toml").write_text(
-        f'roster = "clients.toml"\nstate_dir = "{tmp_path / "state"}"\n[source]\nkind = "vdir"\npath = "calendar"\n'
+        f'roster = "clients.toml"\nstate_dir = "{tmp_path / "state"}"\n[practice]\ntimezone = "UTC"\n[source]\nkind = "vdir"\npath = "calendar"\n'
         '[reminders]\nkind = "vdir"\nevents_path = "out"\n'
     )
     (tmp_path / "clients.toml").write_text("")

@@ -201,14 +201,15 @@ def test_alternatives_clear_of_busy_and_acquaintances():
         keep_clear=busy(("2026-03-12 10:00", "2026-03-12 10:50")),
         gap=M15,
     )
-    assert found == [at("2026-03-12 12:00"), at("2026-03-12 12:15"), at("2026-03-12 12:30")]
+    # spread (issue 12 item 10): Thursday afternoon, Friday morning, Monday afternoon
+    assert found == [at("2026-03-12 12:00"), at("2026-03-13 09:00"), at("2026-03-16 12:00")]
 
 
 def test_alternatives_start_that_day_but_never_before_now():
     """The search starts at the appointment day's opening, or now if later; count and horizon limit it."""
     conflict = need("x", "2026-03-12 13:02", Reason.DOUBLE_BOOKED, start="2026-03-12 15:00")
     found = placement.alternatives(conflict, now=at("2026-03-12 13:02"), hours=HOURS, busy=[], count=2)
-    assert found == [at("2026-03-12 13:15"), at("2026-03-12 13:30")]
+    assert found == [at("2026-03-12 13:15"), at("2026-03-13 09:00")]
     nothing = placement.alternatives(
         conflict,
         now=at("2026-03-12 13:02"),
@@ -217,3 +218,20 @@ def test_alternatives_start_that_day_but_never_before_now():
         horizon=timedelta(days=3),
     )
     assert nothing == []
+
+
+def test_alternatives_are_spread_over_days_and_half_days():
+    """Three alternatives are never adjacent slots: each on another day, morning and afternoon alternating."""
+    conflict = need("x", "2026-03-10 08:00", Reason.DOUBLE_BOOKED, start="2026-03-10 09:00")
+    found = placement.alternatives(conflict, now=at("2026-03-10 08:00"), hours=HOURS, busy=[])
+    assert found == [at("2026-03-10 09:15"), at("2026-03-11 12:00"), at("2026-03-12 09:00")]
+    assert len({f.date() for f in found}) == 3
+
+
+def test_alternatives_share_a_day_only_when_the_horizon_is_short():
+    """With one office day in reach, the alternatives fall back to its two halves, then to any free slot."""
+    conflict = need("x", "2026-03-10 08:00", Reason.DOUBLE_BOOKED, start="2026-03-10 09:00")
+    found = placement.alternatives(
+        conflict, now=at("2026-03-10 08:00"), hours=HOURS, busy=[], horizon=timedelta(hours=8)
+    )
+    assert found == [at("2026-03-10 09:15"), at("2026-03-10 09:30"), at("2026-03-10 12:00")]

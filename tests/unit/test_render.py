@@ -8,7 +8,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from worker import render
-from worker.model import CallNeed, Client, ClientId, Reason, ReminderKey
+from worker.model import (
+    Appointment,
+    Attendance,
+    CallNeed,
+    Client,
+    ClientId,
+    Managed,
+    Reason,
+    ReminderKey,
+    Withdraw,
+)
 
 TZ = ZoneInfo("America/Chicago")
 PRACTICE = render.Practice(tz=TZ, therapist_name="Dr. Test", callback_number="+1 555 0100")
@@ -184,3 +194,134 @@ def test_render_builds_the_reminder():
         length=timedelta(minutes=15),
     )
     assert other.payload_hash != reminder.payload_hash
+
+
+def test_every_reason_has_its_words():
+    """The per-reason text table covers every Reason, so no reason renders without words."""
+    assert set(render.TEXTS) == set(Reason)
+
+
+@pytest.mark.parametrize("reason", [r for r in Reason if r is not Reason.TERMINATION_LETTER])
+def test_title_without_consent_does_not_say_call(reason):
+    """Calendar apps show only the title: a client without call consent is never titled "Call"."""
+    text = render.title(need(reason), client(consent=False), TZ)
+    assert text.startswith(f"Write to {ALIAS} — ") and "Call" not in text
+    body = render.description(need(reason), client(consent=False), PRACTICE, [])
+    assert "If someone else answers" not in body  # nothing in the notes suggests a phone call
+
+
+def test_letter_without_consent_claims_no_call():
+    """For a client who may not be called, neither the letter nor the notes say a call was tried."""
+    history = render.History(anchor=Attendance.NO_SHOW, call="none")
+    body = render.description(need(Reason.TERMINATION_LETTER), client(consent=False), PRACTICE, [], history)
+    assert "tried to reach you by phone" not in body
+    assert "reply to the call" not in body
+    assert "No call consent on file: no call was suggested" in body
+
+
+def test_letter_does_not_call_a_missed_appointment_ours():
+    """A missed anchor is "the appointment ... you were not able to attend", and the last attended one is named."""
+    history = render.History(
+        anchor=Attendance.NO_SHOW, last_attended=START - timedelta(days=7), call="handled"
+    )
+    text = render.letter(need(Reason.TERMINATION_LETTER), client(), PRACTICE, history)
+    assert "our last appointment" not in text
+    assert "which you were not able to attend (we last met on Tuesday 3 March at 10:00)" in text
+    assert "I tried to reach you by phone." in text
+
+
+def test_letter_before_any_call_says_so():
+    """On a first pass that goes straight to the letter, nothing claims a call; the notes suggest calling first."""
+    history = render.History(anchor=Attendance.ATTENDED, call="none")
+    body = render.description(need(Reason.TERMINATION_LETTER), client(), PRACTICE, [], history)
+    assert "tried to reach you" not in body and "reply to the call" not in body
+    assert "since our last appointment on Tuesday 10 March at 10:00." in body
+    assert "No call was suggested before this letter: consider calling first." in body
+
+
+def test_history_of_reads_the_rebooking_call_from_state():
+    """history_of: a tombstoned rebooking call on the same anchor is "handled", an open one "suggested"."""
+    n = need(Reason.TERMINATION_LETTER, due=START + timedelta(days=30))
+    appts = [
+        Appointment("a0", "u0", "", ClientId("c014"), START - timedelta(days=7), START, Attendance.ATTENDED),
+        Appointment(
+            "a1", "u1", "", ClientId("c014"), START, START + timedelta(minutes=50), Attendance.NO_SHOW
+        ),
+    ]
+    call_key = render.calls_before_letter(n)[0]
+
+    class Rec:
+        def __init__(self, status: str) -> None:
+            self.status = status
+
+    assert render.history_of(n, appts, {}).call == "none"
+    assert render.history_of(n, appts, {(call_key, "event"): Rec("open")}).call == "suggested"
+    handled = render.history_of(n, appts, {(call_key, "task"): Rec("tombstone")})
+    assert (handled.call, handled.anchor, handled.last_attended) == (
+        "handled",
+        Attendance.NO_SHOW,
+        START - timedelta(days=7),
+    )
+
+
+def test_no_show_with_a_booking_confirms_it():
+    """A no-show whose client has booked again says to confirm that booking, not to offer another."""
+    history = render.History(next_booked=START + timedelta(days=2))
+    lines = render.call_script(need(Reason.NO_SHOW), client(), PRACTICE, [], history)
+    assert "Offer another appointment." not in lines
+    assert "They have booked again for Thursday 12 March at 10:00: confirm it." in lines
+    vm = render.voicemail(need(Reason.NO_SHOW), client(), PRACTICE, history)
+    assert "another time" not in vm and "booked for Thursday 12 March at 10:00" in vm
+
+
+@pytest.mark.parametrize(
+    ("why", "expected"),
+    [
+        (render.Withdrawn.BOOKED, "callsheet: closed; J.S. booked Tue 8 Dec 10:00."),
+        (render.Withdrawn.MOVED, "the appointment of J.S. moved"),
+        (render.Withdrawn.DISCHARGED, "callsheet: closed; J.S. is discharged."),
+        (render.Withdrawn.HANDLED, "you handled the call to J.S."),
+    ],
+)
+def test_withdrawal_note_says_why(why, expected):
+    """A withdrawn task's note names the cause and the alias, never "closed (resolved)" nor the full name."""
+    note = render.withdrawal_note(why, ALIAS, TZ, booked_at=datetime(2026, 12, 8, 10, 0, tzinfo=TZ))
+    assert expected in note
+    assert "(resolved)" not in note and "Jordan" not in note
+
+
+def test_withdrawal_cause_from_what_the_runner_knows():
+    """A booking, a discharge, a conflict or a handled sibling each give their own cause."""
+    booked = START + timedelta(days=3)
+    assert render.withdrawal_cause(Reason.NO_SHOW, client(), booked) is render.Withdrawn.BOOKED
+    assert render.withdrawal_cause("double_booked", client(), None) is render.Withdrawn.MOVED
+    gone = Client(id=ClientId("c014"), name="Jordan Smith", alias=ALIAS, status="discharged")
+    assert render.withdrawal_cause(Reason.NOT_REBOOKED, gone, None) is render.Withdrawn.DISCHARGED
+    assert render.withdrawal_cause(Reason.LAPSED, None, None) is render.Withdrawn.LEFT_ROSTER
+    assert render.withdrawal_cause(Reason.LATE, client(), None, handled=True) is render.Withdrawn.HANDLED
+
+
+def test_note_for_a_withdrawal_names_the_booking():
+    """note_for turns reconcile's "resolved" into "J.S. booked <next booking>" from the appointments."""
+    item = Managed(key=ReminderKey("k" * 26), kind="task", ref="x", client_id="c014", reason="not_rebooked")
+    withdraw = Withdraw(key=item.key, kind="task", item=item, note="resolved", delete=False)
+    nxt = Appointment(
+        "a2",
+        "u2",
+        "",
+        ClientId("c014"),
+        START + timedelta(days=2),
+        START + timedelta(days=2, hours=1),
+        Attendance.SCHEDULED,
+    )
+    clients = {ClientId("c014"): client()}
+    assert (
+        render.note_for(withdraw, clients, [nxt], TZ, START)
+        == "callsheet: closed; J.S. booked Thu 12 Mar 10:00."
+    )
+    handled = Withdraw(key=item.key, kind="task", item=item, note="handled by the therapist", delete=False)
+    assert "you handled the call to J.S." in render.note_for(handled, clients, [], TZ, START)
+    assert (
+        render.note_for(withdraw, {}, [], TZ, START)
+        == "callsheet: closed; the client is no longer in the roster."
+    )
