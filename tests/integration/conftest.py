@@ -651,7 +651,7 @@ def dav_requests(monkeypatch: pytest.MonkeyPatch) -> RequestLog:
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Shrink the CalDAV connector's retry policy so fault tests take seconds, not a minute."""
-    import connectors.caldav as module
+    import connectors.caldav.transport as module
 
     monkeypatch.setattr(
         module,

@@ -31,7 +31,7 @@ from tests.practice import local, vevent
 @pytest.fixture(autouse=True)
 def two_attempts(fast_retries: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Short retries, and only two attempts per request, so that whole passes fail now and then."""
-    import connectors.caldav as module
+    import connectors.caldav.transport as module
 
     monkeypatch.setattr(module, "RETRY", replace(module.RETRY, attempts=2))
 

@@ -261,7 +261,7 @@ def test_server_without_sync_collection_uses_etag_listing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Without RFC 6578 the source is read by a PROPFIND etag listing plus multiget, still 1 request idle."""
-    import connectors.caldav as module
+    import connectors.caldav.transport as module
 
     real = module.DAVClient
 
