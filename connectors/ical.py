@@ -16,13 +16,25 @@ from icalendar import Alarm, Calendar, Todo
 from icalendar import Event as VEvent
 
 from worker.errors import DataError
-from worker.model import Attendee, Event, EventStatus, ItemKind, Managed, Reminder, ReminderKey, Window
+from worker.identity import item_uid, parse_uid
+from worker.model import (
+    Attendee,
+    Event,
+    EventStatus,
+    ItemKind,
+    ItemName,
+    Managed,
+    Reminder,
+    ReminderKey,
+    Window,
+)
 
 PRODID = "-//callsheet//reminders//EN"
 KEY_PROP = "X-CALLSHEET-KEY"
 REASON_PROP = "X-CALLSHEET-REASON"
 CLIENT_PROP = "X-CALLSHEET-CLIENT"
 HASH_PROP = "X-CALLSHEET-HASH"
+OWNER_PROP = "X-CALLSHEET-OWNER"
 UID_PREFIX = "callsheet-"
 # At most this many occurrences of one object are expanded: a FREQ=SECONDLY rule or a
 # COUNT of a billion must not hang a pass.
@@ -226,7 +238,7 @@ def _mark(component: icalendar.cal.Component, reminder: Reminder) -> None:
     component[HASH_PROP] = reminder.payload_hash
 
 
-def build_item(reminder: Reminder, *, stamp: datetime) -> bytes:
+def build_item(reminder: Reminder, *, stamp: datetime, alarm_minutes: int = 0) -> bytes:
     """The iCalendar object of a reminder: VEVENT with a display alarm, or VTODO with DUE."""
     cal = _calendar()
     start = reminder.start.astimezone(UTC)
@@ -238,19 +250,21 @@ def build_item(reminder: Reminder, *, stamp: datetime) -> bytes:
         alarm = Alarm()
         alarm.add("action", "DISPLAY")
         alarm.add("description", reminder.title)
-        alarm.add("trigger", timedelta(0))
+        alarm.add("trigger", -timedelta(minutes=alarm_minutes))
         component.add_component(alarm)
     else:
         component = Todo()
         component.add("due", start)
         component.add("status", "NEEDS-ACTION")
-    component.add("uid", uid_for(reminder.key))
+    component.add("uid", item_uid(reminder.key, reminder.kind, reminder.generation))
     component.add("dtstamp", stamp.astimezone(UTC))
     component.add("summary", reminder.title)
     component.add("description", reminder.description)
     component.add("class", "PRIVATE")
     component.add("categories", ["callsheet"])
     _mark(component, reminder)
+    if reminder.owner:
+        component[OWNER_PROP] = reminder.owner
     cal.add_component(component)
     return bytes(cal.to_ical())
 
@@ -262,8 +276,12 @@ def _ours(calendar: Calendar) -> icalendar.cal.Component | None:
     return None
 
 
-def read_item(data: bytes, *, ref: str, etag: str = "") -> Managed | None:
-    """Our item as Managed, or None when the object does not carry our key."""
+def read_item(data: bytes, *, ref: str, etag: str = "", name: ItemName | None = None) -> Managed | None:
+    """Our item as Managed, or None when the object does not carry our key.
+
+    `name` is what the item's resource name says (`worker.identity.parse_file_name`); the UID,
+    owner mark and generation are read from the item itself.
+    """
     try:
         component = _ours(Calendar.from_ical(data))
     except (ValueError, IndexError, KeyError):
@@ -280,6 +298,8 @@ def read_item(data: bytes, *, ref: str, etag: str = "") -> Managed | None:
         state = "open"
     field = "DTSTART" if kind == "event" else "DUE"
     start = _opt_dt(component, field, UTC)
+    uid = _text(component, "UID")
+    parsed = parse_uid(uid)
     return Managed(
         key=ReminderKey(_text(component, KEY_PROP)),
         kind=kind,
@@ -290,6 +310,10 @@ def read_item(data: bytes, *, ref: str, etag: str = "") -> Managed | None:
         payload_hash=_text(component, HASH_PROP),
         client_id=_text(component, CLIENT_PROP),
         reason=_text(component, REASON_PROP),
+        uid=uid,
+        named=name,
+        owner=_text(component, OWNER_PROP),
+        generation=parsed.generation if parsed is not None else 0,
     )
 
 

@@ -111,6 +111,7 @@ class _Account(_Strict):
     api_endpoint: str | None = None
     timeout: Duration = timedelta(seconds=30)
     verify_tls: StrictBool = True
+    allow_insecure_http: StrictBool = False  # CalDAV: a password over plain http to a non-loopback host
 
 
 class SourceSettings(_Account):
@@ -121,6 +122,7 @@ class SourceSettings(_Account):
     urls: tuple[str, ...] = ()
     calendar_id: str | None = None
     calendar_ids: tuple[str, ...] = ()
+    calendar: str | None = None  # CalDAV: the calendar's display name (url is then where to look)
 
     @property
     def all_urls(self) -> tuple[str, ...]:
@@ -139,6 +141,9 @@ class ReminderSettings(_Account):
     tasks_path: Path | None = None
     events_url: str | None = None
     tasks_url: str | None = None
+    url: str | None = None  # CalDAV: where events_calendar / tasks_calendar are looked for
+    events_calendar: str | None = None  # CalDAV: display names instead of URLs
+    tasks_calendar: str | None = None
     calendar_id: str | None = None
     calendar_name: str = "Client calls"
     tasklist: str | None = None
@@ -480,6 +485,7 @@ _ACCOUNT_KEYS = (
     "api_endpoint",
     "timeout",
     "verify_tls",
+    "allow_insecure_http",
 )
 
 
@@ -508,7 +514,9 @@ def _check_sections(parsed: _ConfigFile, path: Path, text: str) -> list[Problem]
         out.append(Problem(at("source", "kind"), "[source] kind = 'caldav' needs url or urls"))
     if rem.kind == "vdir" and rem.events_path is None and rem.tasks_path is None:
         out.append(Problem(at("reminders", "kind"), "[reminders] kind = 'vdir' needs events_path"))
-    if rem.kind == "caldav" and not (rem.events_url or rem.tasks_url):
+    if rem.kind == "caldav" and not (
+        rem.events_url or rem.tasks_url or rem.events_calendar or rem.tasks_calendar
+    ):
         out.append(Problem(at("reminders", "kind"), "[reminders] kind = 'caldav' needs events_url"))
     for name, section in (("source", src), ("reminders", rem)):
         if section.password_file is not None and section.password_env:

@@ -1,24 +1,47 @@
-"""CalDAV transport: one authenticated client, error mapping, bounded retries."""
+"""CalDAV transport: one authenticated HTTP session with limits, redirects, error mapping, retries.
+
+Every request of the CalDAV connector goes through `Transport.request`, which
+
+- sends Basic credentials with the first request (a server that wants Digest says so in its
+  401 challenge, and only then is Digest tried, once); a plain `http://` URL carries no
+  password unless the host is loopback or `allow_insecure_http = true`;
+- follows 301/307/308 to the same origin keeping method, body and credentials; any other
+  redirect is an error naming the Location (a 302 would turn a PUT into a GET);
+- reads the answer as a stream, with a size cap (after decompression, so a gzip bomb stops at
+  the cap), a total deadline per request (a server sending one byte at a time cannot hold the
+  pass) and a deadline for the whole pass;
+- maps statuses to worker.errors (`error_for`): 401, and 403 without a named rule, are
+  AuthError (exit 3); a per-item refusal (400, 409, 403 with a precondition or a sabre
+  exception on a write) is RefusedError; 412 is ConflictError; 423, 429, 5xx are
+  TransientError (Retry-After honoured); 507 (quota full) is transient but not retried in the
+  same pass;
+- retries transient failures with tenacity within a budget well below the pass interval.
+
+Messages and log lines name collections by URL (never with credentials), objects by href, and
+never carry event text.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
+import ipaddress
+import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import niquests
 import structlog
-from caldav.davclient import DAVClient
-from caldav.lib import error as caldav_error
+from lxml import etree  # type: ignore[import-untyped]
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
     wait_exponential_jitter,
@@ -32,6 +55,7 @@ from worker.errors import (
     ConnectorError,
     NotFoundError,
     Problem,
+    RefusedError,
     TransientError,
 )
 
@@ -40,12 +64,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-# caldav's own log lines can quote request bodies, server replies and URLs; what matters is
-# reported through our structured events instead, so keep the library quiet.
-logging.getLogger("caldav").addHandler(logging.NullHandler())
-logging.getLogger("caldav").propagate = False
-
-T = TypeVar("T")
+DAV = "DAV:"
+CALDAV = "urn:ietf:params:xml:ns:caldav"
+SABRE = "http://sabredav.org/ns"
+_RULE_NAMESPACES = (DAV, CALDAV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +87,21 @@ RETRY = RetryPolicy()
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Sizes that keep one request reasonable on every server."""
+    """Sizes and deadlines that keep one request, and one pass, reasonable on every server."""
 
     multiget_batch: int = 500  # hrefs per calendar-multiget REPORT
     empty_guard: int = 10  # a collection that held this many objects and lists none is suspect
+    max_response: int = 64 * 1024 * 1024  # bytes of one answer, after decompression
+    request_factor: float = 3.0  # a request's total deadline: this many times `timeout`
+    pass_deadline: float = 240.0  # seconds for all the requests of one connector in one pass
+    max_redirects: int = 5
+    sync_pages: int = 50  # sync-collection continuations after a 507 truncation
 
 
 LIMITS = Limits()
 
 
-# -- transport ------------------------------------------------------------------------------
+# -- URLs -------------------------------------------------------------------------------------
 
 
 def public_url(url: str) -> str:
@@ -88,30 +115,291 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
 
 
-def _collection_url(url: str, where: str) -> str:
+GOOGLE_HOSTS = ("google.com", "googleusercontent.com", "googleapis.com")
+
+
+def collection_url(url: str, where: str) -> str:
+    """A configured collection URL, checked and with one trailing slash."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError([Problem(where, f"{public_url(url)!r} is not an http(s) URL")])
     if parts.password is not None:
         message = f"the URL {public_url(url)} carries a password: use password_file or password_env"
         raise ConfigError([Problem(where, message)])
+    host = parts.hostname.lower()
+    if any(host == g or host.endswith("." + g) for g in GOOGLE_HOSTS):
+        message = (
+            f"{public_url(url)} is Google's CalDAV endpoint, which needs OAuth and holds no tasks: "
+            'use kind = "google" (see docs/google.md)'
+        )
+        raise ConfigError([Problem(where, message)])
     clean = public_url(url)
     return clean if clean.endswith("/") else clean + "/"
 
 
-def _path(url: Any) -> str:
+def href_path(url: Any) -> str:
     """The unquoted path of a URL or href: servers disagree on percent-encoding ('@' vs '%40')."""
     return unquote(urlsplit(str(url)).path)
 
 
-def _status_of(exc: BaseException) -> int | None:
-    status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else None
+def normal_path(path: str) -> str:
+    """A path with percent-escapes decoded, duplicate slashes and dot segments resolved."""
+    decoded = unquote(path)
+    out: list[str] = []
+    for segment in decoded.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(segment)
+    return "/" + "/".join(out)
 
 
-def _precondition_names(exc: BaseException) -> list[str]:
-    names = [str(p).rsplit("}", 1)[-1] for p in getattr(exc, "preconditions", None) or []]
-    return [n for n in names if n != "responsedescription"]
+def member_name(collection: str, href: str) -> str | None:
+    """The resource name of `href` when it lies directly inside `collection`, else None.
+
+    Both are normalised (percent-decoding, dot segments, duplicate slashes), so an href like
+    `/cal/../other/x.ics` or `/cal/%2e%2e/other/x.ics` is never taken for a member.
+    """
+    if urlsplit(href).netloc and urlsplit(href).netloc != urlsplit(collection).netloc:
+        return None
+    base = normal_path(urlsplit(collection).path).rstrip("/") + "/"
+    path = normal_path(urlsplit(href).path)
+    if not path.startswith(base):
+        return None
+    name = path[len(base) :]
+    if not name or "/" in name:
+        return None
+    return name
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+# -- XML ----------------------------------------------------------------------------------------
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+)
+
+
+def tag(namespace: str, name: str) -> str:
+    return f"{{{namespace}}}{name}"
+
+
+def parse_xml(data: bytes) -> Any:
+    """A parsed XML answer; None when it is not XML (a proxy's error page, garbage)."""
+    if not data.strip():
+        return None
+    try:
+        return etree.fromstring(data, _PARSER)
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+
+
+def _status_code(text: str | None) -> int | None:
+    parts = (text or "").split()
+    if len(parts) >= 2 and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+@dataclass(slots=True)
+class DavResponse:
+    """One <response> of a multistatus: its href, its own status, and its properties (status 200)."""
+
+    href: str
+    status: int | None = None  # the response-level status (404 for a deleted member)
+    props: dict[str, Any] = field(default_factory=dict)  # tag -> element, for props found (200)
+
+    def text(self, namespace: str, name: str) -> str:
+        element = self.props.get(tag(namespace, name))
+        return "" if element is None else "".join(element.itertext()).strip()
+
+
+@dataclass(slots=True)
+class Multistatus:
+    responses: list[DavResponse]
+    sync_token: str | None = None
+
+
+def parse_multistatus(data: bytes) -> Multistatus | None:
+    """A 207 body read; None when it is not a multistatus."""
+    root = parse_xml(data)
+    if root is None or root.tag != tag(DAV, "multistatus"):
+        return None
+    out: list[DavResponse] = []
+    for node in root.findall(tag(DAV, "response")):
+        href = (node.findtext(tag(DAV, "href")) or "").strip()
+        item = DavResponse(href=href, status=_status_code(node.findtext(tag(DAV, "status"))))
+        for propstat in node.findall(tag(DAV, "propstat")):
+            if _status_code(propstat.findtext(tag(DAV, "status"))) != 200:
+                continue
+            prop = propstat.find(tag(DAV, "prop"))
+            if prop is not None:
+                for child in prop:
+                    item.props[str(child.tag)] = child
+        out.append(item)
+    token = root.findtext(tag(DAV, "sync-token"))
+    return Multistatus(out, token.strip() if token and token.strip() else None)
+
+
+def error_conditions(data: bytes) -> tuple[list[str], str, str]:
+    """A DAV:error body: the rule names (DAV: and CalDAV only), sabre's exception and message."""
+    root = parse_xml(data)
+    if root is None or root.tag != tag(DAV, "error"):
+        return [], "", ""
+    names = []
+    for child in root:
+        name = str(child.tag)
+        if name.startswith("{") and name[1:].split("}", 1)[0] in _RULE_NAMESPACES:
+            local = name.rsplit("}", 1)[-1]
+            if local != "responsedescription":
+                names.append(local)
+    exception = (root.findtext(tag(SABRE, "exception")) or "").strip()
+    message = (root.findtext(tag(SABRE, "message")) or "").strip()
+    return names, exception, message
+
+
+def _printable(text: str, limit: int = 160) -> str:
+    clean = "".join(c if c.isprintable() else " " for c in text)
+    return clean[:limit]
+
+
+# -- answers and errors -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Answer:
+    """One HTTP answer, read in full (within the limits)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+    def header(self, name: str) -> str:
+        return str(self.headers.get(name.lower(), ""))
+
+    @property
+    def etag(self) -> str:
+        return self.header("etag")
+
+
+class QuotaFullError(TransientError):
+    """HTTP 507 on a write: the account is out of storage. Not retried within the pass."""
+
+
+class _Digest(Exception):
+    """The server asked for Digest authentication (internal)."""
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    value = str(headers.get("retry-after", "")).strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        when = parsedate_to_datetime(value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return None
+
+
+WRITES = ("PUT", "DELETE")
+
+CREDENTIALS_FIX = (
+    "check username and password_file / password_env (iCloud, Fastmail, Nextcloud and mailbox.org "
+    "need an app password made for CalDAV)"
+)
+
+
+def error_for(
+    answer: Answer, *, method: str, where: str, name: str, operation: str, detail: bool
+) -> ConnectorError:
+    """The error a status means (`detail`: sabre's message may be quoted, it is about our item)."""
+    status = answer.status
+    rules, exception, message = error_conditions(answer.body) if status >= 400 else ([], "", "")
+    said = f" ({_printable(message)})" if detail and message else ""
+    kw = {"source": name, "operation": operation}
+    if status == 401:
+        return AuthError(f"{where}: the server refused the credentials (HTTP 401); {CREDENTIALS_FIX}", **kw)
+    if status == 403:
+        if "need-privileges" in rules:
+            return AuthError(
+                f"{where}: the account may not do this here (HTTP 403 need-privileges); give it write "
+                "access to the calendar, or use a calendar it owns (a read-only share cannot hold reminders)",
+                **kw,
+            )
+        if "supported-calendar-component" in rules:
+            return RefusedError(
+                f"{where}: this calendar does not accept this kind of item (HTTP 403 "
+                "supported-calendar-component); tasks need a calendar that supports VTODO: make one and "
+                "set tasks_url (or tasks_calendar) to it",
+                **kw,
+            )
+        if "unique-scheduling-object-resource" in rules or "no-uid-conflict" in rules:
+            return RefusedError(
+                f"{where}: another calendar of this account holds an item with this UID (HTTP 403 "
+                f"{', '.join(rules)})",
+                **kw,
+            )
+        if rules:
+            return RefusedError(
+                f"{where}: the server refused the request (HTTP 403: {', '.join(rules)})", **kw
+            )
+        if exception and method in WRITES:
+            # sabre (Nextcloud, Baïkal) names its refusal in s:exception; on a write to one of
+            # our items it is about that item (Nextcloud's trash bin, a rule), not about access
+            short = exception.rsplit("\\", 1)[-1]
+            return RefusedError(f"{where}: the server refused this item (HTTP 403 {short}){said}", **kw)
+        return AuthError(
+            f"{where}: access denied (HTTP 403); the account may not use this calendar: check the URL and "
+            "that the calendar is shared with this account",
+            **kw,
+        )
+    if status in (404, 410):
+        return NotFoundError(f"{where}: not found (HTTP {status}); check the URL", **kw)
+    if status == 412:
+        return ConflictError(f"{where}: changed on the server since it was read (HTTP 412)", **kw)
+    if status == 507:
+        return QuotaFullError(
+            f"{where}: the calendar account is out of storage (HTTP 507, quota full); free some space",
+            retry_after=None,
+            **kw,
+        )
+    if status in (408, 423, 425, 429) or status >= 500:
+        why = {
+            423: "the item is locked by another client",
+            429: "the server asked to slow down",
+        }.get(status, "the server failed")
+        return TransientError(
+            f"{where}: {why} (HTTP {status})", retry_after=retry_after(answer.headers), **kw
+        )
+    if status in (400, 409, 415, 422) and method in WRITES:
+        return RefusedError(f"{where}: the server refused this item (HTTP {status}){said}", **kw)
+    return ConnectorError(f"{where}: the server refused the request (HTTP {status}){said}", **kw)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError) and not isinstance(exc, QuotaFullError)
 
 
 def _retry_wait(retry_state: RetryCallState) -> float:
@@ -125,165 +413,6 @@ def _retry_wait(retry_state: RetryCallState) -> float:
     return base
 
 
-def _retry_stop(retry_state: RetryCallState) -> bool:
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    asked = getattr(exc, "retry_after", None)
-    if isinstance(asked, int | float) and asked > RETRY.max_retry_after:
-        return True
-    if stop_after_attempt(RETRY.attempts)(retry_state):
-        return True
-    return bool(stop_before_delay(RETRY.budget)(retry_state))
-
-
-class _Dav:
-    """One authenticated DAV client with error mapping and bounded retries."""
-
-    def __init__(
-        self, settings: Settings, section: _Account, *, name: str, role: str, first_url: str
-    ) -> None:
-        self.name = name
-        self.role = role  # "source" or "sink": the log key that names us
-        password = settings.secret(section)
-        self.client: Any = DAVClient(
-            url=first_url,
-            username=section.username,
-            password=password,
-            # always bounded: None would mean niquests' defaults (30 s read, 120 s for writes)
-            timeout=max(1, int(section.timeout.total_seconds())),
-            ssl_verify_cert=section.verify_tls,
-            enable_rfc6764=False,  # the URL is configured: no DNS discovery
-            headers={"User-Agent": f"callsheet/{__version__}"},
-        )
-        # Over HTTPS, send Basic credentials with the first request instead of waiting for a
-        # 401 challenge: an idle pass then costs one request per collection, not one more per
-        # client. A server that wants another scheme (Digest) answers 401; we then fall back
-        # to caldav's negotiation once. Over plain HTTP the server is always asked first.
-        self._preemptive = bool(section.username and password and urlsplit(first_url).scheme == "https")
-        if self._preemptive:
-            self.client.auth_type = "basic"
-            self.client.build_auth_object()
-        self._verify = section.verify_tls
-        if not self._verify:
-            # said once here, instead of a library warning on every request
-            log.warning("connector.tls.unverified", **{role: name}, collection=public_url(first_url))
-
-    def close(self) -> None:
-        self.client.close()
-
-    def call(self, operation: str, target: str, fn: Callable[[], T]) -> T:
-        """Run `fn` (one request, or one library call), retrying transient failures.
-
-        Raises:
-            TransientError: still failing when the attempts or the time budget ran out.
-            AuthError, NotFoundError, ConnectorError: permanent failures (not retried).
-        """
-        retrying = Retrying(
-            stop=_retry_stop,
-            wait=_retry_wait,
-            retry=retry_if_exception_type(TransientError),
-            reraise=True,
-            before_sleep=lambda state: self._log_retry(operation, target, state),
-        )
-        for attempt in retrying:
-            with attempt:
-                return self._mapped(operation, target, fn)
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
-
-    def _log_retry(self, operation: str, target: str, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log.warning(
-            "connector.retry",
-            **{self.role: self.name},
-            operation=operation,
-            collection=target,
-            attempt=state.attempt_number,
-            error=type(exc.__cause__ or exc).__name__ if exc else "",
-            retry_after=getattr(exc, "retry_after", None),
-        )
-
-    @contextlib.contextmanager
-    def _quiet(self) -> Iterator[None]:
-        """With verify_tls = false, drop the per-request 'Unverified HTTPS request' warning."""
-        if self._verify:
-            yield
-            return
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Unverified HTTPS request")
-            yield
-
-    def _mapped(self, operation: str, target: str, fn: Callable[[], T]) -> T:
-        where = f"{operation} {target}"
-        try:
-            with self._quiet():
-                return fn()
-        except caldav_error.RateLimitError as exc:
-            raise TransientError(
-                f"{where}: the server asked to slow down (HTTP {exc.status or 429})",
-                source=self.name,
-                operation=operation,
-                retry_after=exc.retry_after_seconds,
-            ) from exc
-        except caldav_error.AuthorizationError as exc:
-            if _status_of(exc) == 401 and self._preemptive:
-                self._preemptive = False  # the server may want Digest: let caldav negotiate
-                self.client.auth = None
-                self.client.auth_type = None
-                return self._mapped(operation, target, fn)
-            raise _auth_error(exc, where, self.name, operation) from exc
-        except caldav_error.NotFoundError as exc:
-            raise NotFoundError(
-                f"{where}: not found (HTTP 404); check the URL", source=self.name, operation=operation
-            ) from exc
-        except caldav_error.DAVError as exc:
-            raise _status_error(_status_of(exc), where, self.name, operation) from exc
-        except niquests.exceptions.SSLError as exc:
-            raise ConnectorError(
-                f"{where}: the TLS certificate was not accepted (set verify_tls = false only for a "
-                "server you control)",
-                source=self.name,
-                operation=operation,
-            ) from exc
-        except (
-            niquests.exceptions.ConnectionError,
-            niquests.exceptions.Timeout,
-            niquests.exceptions.ChunkedEncodingError,  # the connection broke off mid-answer
-        ) as exc:
-            raise TransientError(
-                f"{where}: {_network_problem(exc)}", source=self.name, operation=operation
-            ) from exc
-        except niquests.exceptions.RequestException as exc:
-            raise ConnectorError(
-                f"{where}: the request failed ({type(exc).__name__})", source=self.name, operation=operation
-            ) from exc
-        except SyntaxError as exc:  # lxml's XMLSyntaxError: a garbled answer (often a proxy's error page)
-            raise TransientError(
-                f"{where}: the server's answer could not be read", source=self.name, operation=operation
-            ) from exc
-
-    def send(
-        self,
-        operation: str,
-        method: str,
-        url: str,
-        *,
-        body: str | bytes = "",
-        headers: dict[str, str] | None = None,
-        ok: Iterable[int] = (200, 201, 204, 207),
-        expected: Iterable[int] = (),
-    ) -> Any:
-        """One raw request. Statuses in `ok` or `expected` come back; others raise (mapped)."""
-        accepted = set(ok) | set(expected)
-
-        def once() -> Any:
-            text = body.decode("utf-8") if isinstance(body, bytes) else body
-            response = self.client.request(url, method, text, headers or {})
-            if response.status in accepted:
-                return response
-            raise _status_error(response.status, f"{operation} {public_url(url)}", self.name, operation)
-
-        return self.call(operation, public_url(url), once)
-
-
 def _network_problem(exc: BaseException) -> str:
     if isinstance(exc, niquests.exceptions.Timeout):
         return "no answer within the timeout"
@@ -292,74 +421,313 @@ def _network_problem(exc: BaseException) -> str:
     return "cannot connect to the server"
 
 
-def _auth_error(exc: BaseException, where: str, name: str, operation: str) -> ConnectorError:
-    status = _status_of(exc)
-    conditions = _precondition_names(exc)
-    if status == 403 and "supported-calendar-component" in conditions:
+# -- the session --------------------------------------------------------------------------------
+
+
+class Transport:
+    """One authenticated HTTP session for one connector (source or sink) and one pass."""
+
+    def __init__(
+        self, settings: Settings, section: _Account, *, name: str, role: str, first_url: str
+    ) -> None:
+        self.name = name
+        self.role = role  # "source" or "sink": the log key that names us
+        self.base = first_url
+        self.username = section.username or ""
+        self.password = settings.secret(section) or ""
+        self.timeout = max(1.0, section.timeout.total_seconds())
+        self.verify = section.verify_tls
+        self.insecure_http = False
+        scheme, host, _ = _origin(first_url)
+        if scheme == "http" and self.password and not is_loopback(host):
+            if not getattr(section, "allow_insecure_http", False):
+                raise ConfigError(
+                    [
+                        Problem(
+                            f"[{'source' if role == 'source' else 'reminders'}] url",
+                            f"{public_url(first_url)} is plain http: the password would cross the network "
+                            "in clear; use https, or set allow_insecure_http = true for a network you trust",
+                        )
+                    ]
+                )
+            self.insecure_http = True
+            log.warning("connector.http.insecure", **{role: name}, collection=public_url(first_url))
+        self.session = niquests.Session()
+        self.session.headers["User-Agent"] = f"callsheet/{__version__}"
+        self._auth: Any = (self.username, self.password) if self.username else None
+        self._digest = False
+        self.pass_end = time.monotonic() + LIMITS.pass_deadline
+        self.requests = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        if not self.verify:
+            log.warning("connector.tls.unverified", **{role: name}, collection=public_url(first_url))
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- one exchange -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """With verify_tls = false, drop the per-request 'Unverified HTTPS request' warning."""
+        if self.verify:
+            yield
+            return
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+            yield
+
+    def exchange(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        """One HTTP request and its whole answer (redirects not followed), within the limits."""
+        now = time.monotonic()
+        if now >= self.pass_end:
+            raise TransientError(
+                f"{method} {public_url(url)}: the pass ran out of time ({int(LIMITS.pass_deadline)} s for "
+                "all requests); the next pass goes on",
+                source=self.name,
+            )
+        deadline = min(now + self.timeout * LIMITS.request_factor, self.pass_end)
+        read_timeout = max(0.5, min(self.timeout, deadline - now))
+        self.requests += 1
+        self.bytes_out += len(body)
+        with self._quiet():
+            response = self.session.request(
+                method,
+                url,
+                data=body or None,
+                headers=headers,
+                auth=self._auth,
+                timeout=(min(self.timeout, 30.0), read_timeout),
+                allow_redirects=False,
+                stream=True,
+                verify=self.verify,
+            )
+            try:
+                declared = response.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > LIMITS.max_response:
+                    raise self._too_big(method, url)
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_content(chunk_size=16384):
+                    if not isinstance(chunk, bytes):
+                        continue
+                    size += len(chunk)
+                    self.bytes_in += len(chunk)
+                    if size > LIMITS.max_response:
+                        raise self._too_big(method, url)
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise TransientError(
+                            f"{method} {public_url(url)}: the answer did not arrive in time "
+                            f"({int(deadline - now)} s)",
+                            source=self.name,
+                        )
+            finally:
+                response.close()
+        lowered = {str(k).lower(): str(v) for k, v in response.headers.items()}
+        return Answer(int(response.status_code or 0), lowered, b"".join(chunks), url)
+
+    def _too_big(self, method: str, url: str) -> ConnectorError:
         return ConnectorError(
-            f"{where}: this calendar does not accept this kind of item (HTTP 403 supported-calendar-component);"
-            " tasks need a calendar that supports VTODO: make one and set tasks_url to it",
-            source=name,
+            f"{method} {public_url(url)}: the answer is larger than {LIMITS.max_response // (1024 * 1024)} MB; "
+            "refusing to read it",
+            source=self.name,
+        )
+
+    def _follow(self, method: str, url: str, body: bytes, headers: dict[str, str], where: str) -> Answer:
+        """One request with same-origin 301/307/308 followed and Digest tried when asked for."""
+        target = url
+        for _ in range(LIMITS.max_redirects + 1):
+            answer = self.exchange(method, target, body, headers)
+            if answer.status == 401 and not self._digest and self._auth is not None:
+                challenge = answer.header("www-authenticate").lower()
+                if "digest" in challenge and "basic" not in challenge:
+                    self._digest = True
+                    self._auth = niquests.auth.HTTPDigestAuth(self.username, self.password)
+                    continue
+            if answer.status not in (301, 302, 303, 307, 308):
+                return answer
+            location = answer.header("location")
+            moved = urljoin(target, location) if location else ""
+            # discovery (RFC 6764's /.well-known/caldav) may also follow a same-origin 302/303
+            kinds = (301, 302, 303, 307, 308) if where.startswith("discover ") else (301, 307, 308)
+            if answer.status in kinds and moved and _origin(moved) == _origin(self.base):
+                log.warning(
+                    "connector.redirected",
+                    **{self.role: self.name},
+                    status=answer.status,
+                    collection=public_url(target),
+                    to=public_url(moved),
+                )
+                target = moved
+                continue
+            shown = public_url(moved) if moved else "(no Location)"
+            raise ConnectorError(
+                f"{where}: the server redirects (HTTP {answer.status}) to {shown}; set the URL in the "
+                "config to the calendar's own address (callsheet follows 301/307/308 only on the same server)",
+                source=self.name,
+                operation=where.split(" ", 1)[0],
+            )
+        raise ConnectorError(f"{where}: too many redirects", source=self.name)
+
+    # -- the public door ----------------------------------------------------------------------
+
+    def request(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        body: str | bytes = b"",
+        headers: dict[str, str] | None = None,
+        ok: Iterable[int] = (200, 201, 204, 207),
+        expected: Iterable[int] = (),
+        detail: bool = False,
+    ) -> Answer:
+        """One request, retried when transient. Statuses in `ok` or `expected` come back; others raise.
+
+        Raises:
+            TransientError: still failing when the attempts or the time budget ran out.
+            AuthError, NotFoundError, ConflictError, RefusedError, ConnectorError: not retried.
+        """
+        accepted = set(ok) | set(expected)
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        where = f"{operation} {public_url(url)}"
+
+        def once() -> Answer:
+            try:
+                answer = self._follow(method, url, data, dict(headers or {}), where)
+            except ConnectorError:
+                raise
+            except niquests.exceptions.SSLError as exc:
+                raise ConnectorError(
+                    f"{where}: the TLS certificate was not accepted (set verify_tls = false only for a "
+                    "server you control)",
+                    source=self.name,
+                    operation=operation,
+                ) from exc
+            except (
+                niquests.exceptions.ConnectionError,
+                niquests.exceptions.Timeout,
+                niquests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                raise TransientError(
+                    f"{where}: {_network_problem(exc)}", source=self.name, operation=operation
+                ) from exc
+            except niquests.exceptions.ContentDecodingError as exc:
+                raise TransientError(
+                    f"{where}: the answer could not be decoded", source=self.name, operation=operation
+                ) from exc
+            except niquests.exceptions.RequestException as exc:
+                raise ConnectorError(
+                    f"{where}: the request failed ({type(exc).__name__})",
+                    source=self.name,
+                    operation=operation,
+                ) from exc
+            if answer.status in accepted:
+                return answer
+            raise error_for(
+                answer, method=method, where=where, name=self.name, operation=operation, detail=detail
+            )
+
+        retrying = Retrying(
+            stop=self._stop,
+            wait=_retry_wait,
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+            before_sleep=lambda state: self._log_retry(operation, url, state),
+        )
+        for attempt in retrying:
+            with attempt:
+                return once()
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _stop(self, retry_state: RetryCallState) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        if isinstance(asked, int | float) and asked > RETRY.max_retry_after:
+            return True
+        if isinstance(asked, int | float) and time.monotonic() + asked >= self.pass_end:
+            return True
+        if stop_after_attempt(RETRY.attempts)(retry_state):
+            return True
+        return bool(stop_before_delay(RETRY.budget)(retry_state))
+
+    def _log_retry(self, operation: str, url: str, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "connector.retry",
+            **{self.role: self.name},
             operation=operation,
+            collection=public_url(url),
+            attempt=state.attempt_number,
+            error=type(exc.__cause__ or exc).__name__ if exc else "",
+            retry_after=getattr(exc, "retry_after", None),
         )
-    if status == 403 and conditions:
-        # a refusal that names a rule (e.g. no-uid-conflict): not a credentials problem
-        return ConnectorError(
-            f"{where}: the server refused the request (HTTP 403: {', '.join(conditions)})",
-            source=name,
-            operation=operation,
+
+    # -- WebDAV helpers -----------------------------------------------------------------------
+
+    def propfind(
+        self, operation: str, url: str, props: str, *, depth: str, absent: Iterable[int] = ()
+    ) -> Multistatus:
+        """PROPFIND with these <prop> children (XML text); the multistatus read.
+
+        A status in `absent` (e.g. 404 when probing) gives an empty multistatus instead of an error.
+        """
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav" '
+            'xmlns:CS="http://calendarserver.org/ns/" xmlns:I="http://apple.com/ns/ical/">'
+            f"<D:prop>{props}</D:prop></D:propfind>"
         )
-    if status == 403:
-        return AuthError(
-            f"{where}: access denied (HTTP 403); the account may not use this calendar",
-            source=name,
-            operation=operation,
+        answer = self.request(
+            operation,
+            "PROPFIND",
+            url,
+            body=body,
+            headers={"Depth": depth, "Content-Type": 'application/xml; charset="utf-8"'},
+            ok=(207,),
+            expected=absent,
         )
-    return AuthError(
-        f"{where}: the server refused the credentials (HTTP {status or 401}); check username and "
-        "password_file / password_env",
-        source=name,
-        operation=operation,
-    )
+        if answer.status != 207:
+            return Multistatus([])
+        return self.multistatus(answer, operation)
+
+    def report(self, operation: str, url: str, body: str, *, depth: str = "1") -> Multistatus:
+        answer = self.request(
+            operation,
+            "REPORT",
+            url,
+            body=body,
+            headers={"Depth": depth, "Content-Type": 'application/xml; charset="utf-8"'},
+            ok=(207,),
+        )
+        return self.multistatus(answer, operation)
+
+    def listing(self, operation: str, url: str, props: str) -> Multistatus:
+        """A Depth-1 PROPFIND of a collection; NotFoundError when the collection is not there."""
+        found = self.propfind(operation, url, props, depth="1")
+        own = normal_path(urlsplit(url).path).rstrip("/")
+        for response in found.responses:
+            if normal_path(urlsplit(response.href).path).rstrip("/") == own:
+                if response.status in (404, 410):
+                    break
+                return found
+        raise NotFoundError(
+            f"{operation} {public_url(url)}: not found; check the URL", source=self.name, operation=operation
+        )
+
+    def multistatus(self, answer: Answer, operation: str) -> Multistatus:
+        parsed = parse_multistatus(answer.body)
+        if parsed is None:
+            raise TransientError(
+                f"{operation} {public_url(answer.url)}: the server's answer could not be read",
+                source=self.name,
+                operation=operation,
+            )
+        return parsed
 
 
-def _status_error(status: int | None, where: str, name: str, operation: str) -> ConnectorError:
-    if status is None or status >= 500 or status in (408, 429):
-        return TransientError(
-            f"{where}: the server failed (HTTP {status or 'error'})", source=name, operation=operation
-        )
-    if status in (401, 403):
-        return AuthError(f"{where}: access denied (HTTP {status})", source=name, operation=operation)
-    if status in (404, 410):
-        return NotFoundError(
-            f"{where}: not found (HTTP {status}); check the URL", source=name, operation=operation
-        )
-    if status == 412:
-        return ConflictError(
-            f"{where}: changed on the server since it was read (HTTP 412)", source=name, operation=operation
-        )
-    return ConnectorError(
-        f"{where}: the server refused the request (HTTP {status})", source=name, operation=operation
-    )
-
-
-def _etag(response: Any) -> str:
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("ETag") or headers.get("etag") or ""
-    return str(value)
-
-
-def _short_hash(text: str) -> str:
+def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def _body(response: Any) -> bytes:
-    exact = getattr(response, "_raw_body", None)  # the bytes as sent (before caldav's CRLF fix)
-    if isinstance(exact, bytes) and exact:
-        return exact
-    raw = getattr(response, "_raw", None)
-    if isinstance(raw, bytes):
-        return raw
-    if isinstance(raw, str):
-        return raw.encode("utf-8")
-    return str(getattr(response, "raw", "")).encode("utf-8")

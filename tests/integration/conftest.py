@@ -608,12 +608,15 @@ class SentRequest:
 
 @dataclass
 class RequestLog:
-    """Every request made through caldav's DAVClient.request while the fixture is active."""
+    """Every request the CalDAV connector made while the fixture is active."""
 
     sent: list[SentRequest] = field(default_factory=list)
+    bytes_in: int = 0  # answer bodies, after decompression
+    bytes_out: int = 0  # request bodies
 
     def clear(self) -> None:
         self.sent.clear()
+        self.bytes_in = self.bytes_out = 0
 
     def to(self, collection: DavCollection) -> list[SentRequest]:
         """The requests whose URL lies in this collection (the collection or one of its objects)."""
@@ -625,26 +628,20 @@ class RequestLog:
 
 @pytest.fixture
 def dav_requests(monkeypatch: pytest.MonkeyPatch) -> RequestLog:
-    """Wrap DAVClient.request (the one door every caldav call goes through) to record requests."""
-    from caldav.davclient import DAVClient
+    """Wrap Transport.exchange (the one door every CalDAV request goes through) to record requests."""
+    from connectors.caldav.transport import Answer, Transport
 
     record = RequestLog()
-    original = DAVClient.request
+    original = Transport.exchange
 
-    def counting(
-        self: DAVClient,
-        url: object,
-        method: str = "GET",
-        body: object = "",
-        headers: object = None,
-        *args: object,
-        **kwargs: object,
-    ) -> object:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
-        record.sent.append(SentRequest(method, unquote(urlsplit(str(url)).path), text))
-        return original(self, url, method, body, headers, *args, **kwargs)  # type: ignore[arg-type]
+    def counting(self: Transport, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        record.sent.append(SentRequest(method, unquote(urlsplit(url).path), body.decode("utf-8", "replace")))
+        answer = original(self, method, url, body, headers)
+        record.bytes_out += len(body)
+        record.bytes_in += len(answer.body)
+        return answer
 
-    monkeypatch.setattr(DAVClient, "request", counting)
+    monkeypatch.setattr(Transport, "exchange", counting)
     return record
 
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import icalendar
 import pytest
-from caldav.davclient import DAVClient
 
+from connectors.caldav.transport import Answer, Transport
 from tests.integration.conftest import DavPractice, DavServer, FaultProxy
 from tests.integration.test_caldav_passes import EXPECTED, NAMES, NOW, due_needs, load_practice
 from tests.practice import DEFAULT_CLIENTS, ClientSpec
@@ -73,25 +73,23 @@ def test_server_stopped_mid_pass(
     server = dav_server_factory(kind)
     dp = dav_practice(server, clients=CLIENTS)
     load_practice(dp)
-    original = DAVClient.request
+    original = Transport.exchange
     puts = []
 
-    def stopping(
-        self: DAVClient, url: object, method: str = "GET", *args: object, **kwargs: object
-    ) -> object:
+    def stopping(self: Transport, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         if method == "PUT":
             puts.append(url)
             if len(puts) == 3:
                 server.stop()
-        return original(self, url, method, *args, **kwargs)  # type: ignore[arg-type]
+        return original(self, method, url, body, headers)
 
-    monkeypatch.setattr(DAVClient, "request", stopping)
+    monkeypatch.setattr(Transport, "exchange", stopping)
     capsys.readouterr()
     assert dp.run(NOW) == 1
     err = capsys.readouterr().err
     assert "the pass failed" in err and "cannot connect to the server" in err
     assert not any(name in err for name in NAMES)
-    monkeypatch.setattr(DAVClient, "request", original)
+    monkeypatch.setattr(Transport, "exchange", original)
     server.start()
     assert len(dp.events.objects()) + len(dp.tasks.objects()) == 2  # what got written before the stop
     assert dp.run(NOW) == 0
