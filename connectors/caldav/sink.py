@@ -37,6 +37,7 @@ from connectors.caldav.transport import (
     Transport,
     collection_url,
     href_path,
+    is_calendar_object,
     member_name,
     public_url,
     short_hash,
@@ -293,7 +294,7 @@ class CalDavSink:
                 self._written(url, answer.etag, data)
                 return Receipt(ref=url, etag=answer.etag)
         # it exists (an earlier attempt whose answer we lost, or a lost state): adopt it
-        found = self._send("create", "GET", url, ok=(200,), expected=(404, 410))
+        found = self._send("create", "GET", url, ok=(200,), expected=(404, 410), readable=is_calendar_object)
         if found.status != 200:
             raise ConflictError(f"create {public_url(url)}: refused, yet not there", operation="create")
         name = identity.parse_file_name(path.rsplit("/", 1)[-1])
@@ -310,7 +311,7 @@ class CalDavSink:
         cached = self._bodies.get(path)
         if cached is not None and cached[0] and cached[0] == item.etag:
             return cached
-        answer = self._send(operation, "GET", item.ref, ok=(200,))
+        answer = self._send(operation, "GET", item.ref, ok=(200,), readable=is_calendar_object)
         if item.etag and answer.etag and answer.etag != item.etag:
             raise ConflictError(
                 f"{operation} {public_url(item.ref)}: changed since it was read", operation=operation

@@ -48,6 +48,7 @@ from connectors.caldav.transport import (
     href_path,
     member_name,
     normal_path,
+    parse_multistatus,
     public_url,
     short_hash,
 )
@@ -368,6 +369,7 @@ class CalDavSource:
             headers={"Depth": "0", "Content-Type": 'application/xml; charset="utf-8"'},
             ok=(207,),
             expected=(400, 403, 405, 409, 410, 412, 415, 501),
+            readable=lambda a: a.status != 207 or parse_multistatus(a.body) is not None,
         )
         if answer.status != 207:
             rules, _, _ = error_conditions(answer.body)

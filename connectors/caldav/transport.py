@@ -28,7 +28,7 @@ import hashlib
 import ipaddress
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -584,6 +584,7 @@ class Transport:
         ok: Iterable[int] = (200, 201, 204, 207),
         expected: Iterable[int] = (),
         detail: bool = False,
+        readable: Callable[[Answer], bool] | None = None,
     ) -> Answer:
         """One request, retried when transient. Statuses in `ok` or `expected` come back; others raise.
 
@@ -626,6 +627,13 @@ class Transport:
                     operation=operation,
                 ) from exc
             if answer.status in accepted:
+                if readable is not None and not readable(answer):
+                    # cut short on the way (a proxy, a dropped connection): ask again
+                    raise TransientError(
+                        f"{where}: the server's answer could not be read",
+                        source=self.name,
+                        operation=operation,
+                    )
                 return answer
             raise error_for(
                 answer, method=method, where=where, name=self.name, operation=operation, detail=detail
@@ -689,6 +697,7 @@ class Transport:
             headers={"Depth": depth, "Content-Type": 'application/xml; charset="utf-8"'},
             ok=(207,),
             expected=absent,
+            readable=_is_multistatus,
         )
         if answer.status != 207:
             return Multistatus([])
@@ -702,6 +711,7 @@ class Transport:
             body=body,
             headers={"Depth": depth, "Content-Type": 'application/xml; charset="utf-8"'},
             ok=(207,),
+            readable=_is_multistatus,
         )
         return self.multistatus(answer, operation)
 
@@ -727,6 +737,15 @@ class Transport:
                 operation=operation,
             )
         return parsed
+
+
+def _is_multistatus(answer: Answer) -> bool:
+    return answer.status != 207 or parse_multistatus(answer.body) is not None
+
+
+def is_calendar_object(answer: Answer) -> bool:
+    """A GET of an item: a whole iCalendar object (not cut short on the way)."""
+    return answer.status != 200 or answer.body.rstrip().endswith(b"END:VCALENDAR")
 
 
 def short_hash(text: str) -> str:

@@ -15,6 +15,7 @@ from connectors.caldav.transport import Answer, Transport
 from tests.integration.conftest import DavPractice, DavServer, FaultProxy
 from tests.integration.test_caldav_passes import EXPECTED, NAMES, NOW, due_needs, load_practice
 from tests.practice import DEFAULT_CLIENTS, ClientSpec
+from worker.identity import file_name
 
 CLIENTS = (*DEFAULT_CLIENTS, ClientSpec("c005", "Emery Stone"))
 KINDS = ["radicale", "xandikos"]
@@ -28,7 +29,7 @@ def assert_one_item_per_need(dp: DavPractice, capsys: pytest.CaptureFixture[str]
     assert due_needs(lines) == EXPECTED
     assert {x["action"] for x in lines if x["state"] == "due"} == {"keep"}
     keys = {x["key"] for x in lines if x["state"] == "due"}
-    for collection, name in ((dp.events, "VEVENT"), (dp.tasks, "VTODO")):
+    for collection, name, kind in ((dp.events, "VEVENT", "event"), (dp.tasks, "VTODO", "task")):
         objects = collection.objects()
         found = [
             str(c["X-CALLSHEET-KEY"])
@@ -36,7 +37,7 @@ def assert_one_item_per_need(dp: DavPractice, capsys: pytest.CaptureFixture[str]
             for c in icalendar.Calendar.from_ical(d).walk(name)
         ]
         assert sorted(found) == sorted(keys), (name, found)
-        assert set(objects) == {f"callsheet-{k}.ics" for k in keys}
+        assert set(objects) == {file_name(k, kind, 1) for k in keys}
 
 
 @pytest.fixture
