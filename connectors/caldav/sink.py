@@ -236,7 +236,7 @@ class CalDavSink:
         found = self._dav.listing("list", url, "<D:getetag/><D:resourcetype/>")
         listed: dict[str, str] = {}
         for response in found.responses:
-            name = member_name(url, response.href)
+            name = member_name(self._dav.base(url), response.href)
             if name is None or identity.parse_file_name(name) is None:
                 continue  # the collection, something outside it, or an item that is not ours
             listed[href_path(response.href)] = response.text(DAV, "getetag")
@@ -250,7 +250,10 @@ class CalDavSink:
     def _inside(self, ref: str, operation: str) -> str:
         """The collection holding `ref`; refuses anything outside the configured ones."""
         for url in self.collections.values():
-            if member_name(url, ref) is not None and urlsplit(ref).netloc == urlsplit(url).netloc:
+            if (
+                member_name(self._dav.base(url), ref) is not None
+                and urlsplit(ref).netloc == urlsplit(url).netloc
+            ):
                 return url
         raise ConnectorError(
             f"{operation} {public_url(ref)}: outside the reminders calendar; refusing to touch it",

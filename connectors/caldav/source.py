@@ -149,7 +149,7 @@ def multiget(
         chunk = paths[start : start + LIMITS.multiget_batch]
         found = transport.report(operation, url, multiget_body(chunk))
         for response in found.responses:
-            if response.status not in (None, 200) or member_name(url, response.href) is None:
+            if response.status not in (None, 200) or member_name(transport.base(url), response.href) is None:
                 continue
             element = response.props.get(f"{{{CALDAV}}}calendar-data")
             text = "" if element is None else (element.text or "")
@@ -336,7 +336,7 @@ class CalDavSource:
         for _page in range(LIMITS.sync_pages + 1):
             found, truncated = self._sync_page(url, asked)
             for response in found.responses:
-                name = member_name(url, response.href)
+                name = member_name(self._dav.base(url), response.href)
                 if name is None:
                     continue  # the collection itself (iCloud lists it), or something outside it
                 path = href_path(response.href)
@@ -386,7 +386,7 @@ class CalDavSource:
                 detail=False,
             )
         found = self._dav.multistatus(answer, "sync")
-        own = normal_path(href_path(url)).rstrip("/")
+        own = normal_path(href_path(self._dav.base(url))).rstrip("/")
         truncated = any(
             r.status == 507 and normal_path(href_path(r.href)).rstrip("/") == own for r in found.responses
         )
@@ -396,7 +396,7 @@ class CalDavSource:
         found = self._dav.listing("list", url, "<D:getetag/><D:resourcetype/>")
         changed = {}
         for response in found.responses:
-            if member_name(url, response.href) is None or response.href.endswith("/"):
+            if member_name(self._dav.base(url), response.href) is None or response.href.endswith("/"):
                 continue  # the collection itself, a sub-collection, or something outside it
             changed[href_path(response.href)] = response.text(DAV, "getetag")
         return _Listing(changed=changed, deleted=set(), full=True, token=None, mode="propfind")

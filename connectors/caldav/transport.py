@@ -304,10 +304,6 @@ class QuotaFullError(TransientError):
     """HTTP 507 on a write: the account is out of storage. Not retried within the pass."""
 
 
-class _Digest(Exception):
-    """The server asked for Digest authentication (internal)."""
-
-
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
     value = str(headers.get("retry-after", "")).strip()
@@ -432,7 +428,7 @@ class Transport:
     ) -> None:
         self.name = name
         self.role = role  # "source" or "sink": the log key that names us
-        self.base = first_url
+        self.first_url = first_url
         self.username = section.username or ""
         self.password = settings.secret(section) or ""
         self.timeout = max(1.0, section.timeout.total_seconds())
@@ -457,6 +453,7 @@ class Transport:
         self._auth: Any = (self.username, self.password) if self.username else None
         self._digest = False
         self.pass_end = time.monotonic() + LIMITS.pass_deadline
+        self.located: dict[str, str] = {}  # a URL the server moved (301/307/308) -> where it is now
         self.requests = 0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -552,7 +549,7 @@ class Transport:
             moved = urljoin(target, location) if location else ""
             # discovery (RFC 6764's /.well-known/caldav) may also follow a same-origin 302/303
             kinds = (301, 302, 303, 307, 308) if where.startswith("discover ") else (301, 307, 308)
-            if answer.status in kinds and moved and _origin(moved) == _origin(self.base):
+            if answer.status in kinds and moved and _origin(moved) == _origin(self.first_url):
                 log.warning(
                     "connector.redirected",
                     **{self.role: self.name},
@@ -560,6 +557,7 @@ class Transport:
                     collection=public_url(target),
                     to=public_url(moved),
                 )
+                self.located[url] = moved
                 target = moved
                 continue
             shown = public_url(moved) if moved else "(no Location)"
@@ -570,6 +568,10 @@ class Transport:
                 operation=where.split(" ", 1)[0],
             )
         raise ConnectorError(f"{where}: too many redirects", source=self.name)
+
+    def base(self, url: str) -> str:
+        """Where a collection really is: its URL, or where the server moved it (same origin)."""
+        return self.located.get(url, url)
 
     # -- the public door ----------------------------------------------------------------------
 
@@ -718,7 +720,7 @@ class Transport:
     def listing(self, operation: str, url: str, props: str) -> Multistatus:
         """A Depth-1 PROPFIND of a collection; NotFoundError when the collection is not there."""
         found = self.propfind(operation, url, props, depth="1")
-        own = normal_path(urlsplit(url).path).rstrip("/")
+        own = normal_path(urlsplit(self.base(url)).path).rstrip("/")
         for response in found.responses:
             if normal_path(urlsplit(response.href).path).rstrip("/") == own:
                 if response.status in (404, 410):

@@ -34,6 +34,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
+from tests.fakes.caldav_proxy import PROFILES, ProfileProxy
 from tests.fakes.google_api import FakeGoogle, GooglePractice, google_practice
 from tests.practice import DEFAULT_CLIENTS, ClientSpec, Practice, vcalendar
 from worker.cli import main as cli_main
@@ -657,6 +658,35 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
             attempts=3, budget=8.0, initial=0.05, jitter=0.05, max_wait=0.2, max_retry_after=3.0
         ),
     )
+
+
+# -- server profiles: a Radicale answering as another server does ---------------------------
+
+
+@pytest.fixture
+def profile_practice(
+    dav_server_factory: Callable[..., DavServer], dav_practice: Callable[..., DavPractice]
+) -> Iterator[Callable[..., tuple[ProfileProxy, DavPractice]]]:
+    """Make a Radicale, a profile proxy in front of it (tests/fakes/caldav_proxy.py), and the practice."""
+    proxies: list[ProfileProxy] = []
+
+    def make(profile: str, **options: object) -> tuple[ProfileProxy, DavPractice]:
+        from tests.integration.test_caldav_passes import CLIENTS, load_practice
+
+        server = dav_server_factory("radicale")
+        proxy = ProfileProxy(server.port, PROFILES[profile])
+        proxies.append(proxy)
+        dp = dav_practice(server, clients=CLIENTS, url_of=lambda c: proxy.url_for(c.path), **options)
+        if profile == "nextcloud":  # the practice calendar reaches callsheet's account through a share
+            proxy.set_profile(shared=dp.source.path)
+        load_practice(dp)
+        return proxy, dp
+
+    try:
+        yield make
+    finally:
+        for proxy in proxies:
+            proxy.stop()
 
 
 # -- the Google fake ----------------------------------------------------------------------------
