@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate config and roster, reach every calendar")
     check.add_argument("--health", action="store_true", help="exit 1 when the last good pass is too old")
+    check.add_argument(
+        "--list", action="store_true", help="list every calendar the accounts can see (CalDAV)"
+    )
 
     purge = sub.add_parser("purge", help="remove every item callsheet wrote (only ours)")
     purge.add_argument("--dry-run", action="store_true", help="list what would be removed")
@@ -176,6 +179,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         return commands.status(settings, parse_now(args.now, settings), as_json=args.json)
     if args.command == "check":
+        if args.list:
+            return commands.list_calendars(settings)
         return commands.check(settings, health=args.health)
     if args.command == "purge":
         return commands.purge(settings, dry_run=args.dry_run or not args.yes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -217,6 +217,38 @@ def check(settings: Settings, *, health: bool) -> int:
         print(f"healthy: last good pass {int(age.total_seconds())}s ago")
         return EXIT_OK
     return _checklist(settings)
+
+
+def list_calendars(settings: Settings) -> int:
+    """`check --list`: every calendar the source and reminders accounts can see (CalDAV discovery)."""
+    failed = False
+
+    def show(label: str, kind: str, opener: Callable[[], object]) -> None:
+        nonlocal failed
+        try:
+            connector = opener()
+        except (ConnectorError, ConfigError) as exc:
+            print(f"[{label}] {exc}")
+            failed = True
+            return
+        try:
+            lister = getattr(connector, "calendars", None)
+            if lister is None:
+                print(f"[{label}] {kind}: nothing to list")
+                return
+            found = lister()
+            print(f"[{label}] {len(found)} calendars:")
+            for info in found:
+                print(f"    {info.line()}")
+        except ConnectorError as exc:
+            print(f"[{label}] {exc}")
+            failed = True
+        finally:
+            getattr(connector, "close", lambda: None)()
+
+    show("source", settings.source.kind, lambda: open_source(settings, settings.source))
+    show("reminders", settings.reminders.kind, lambda: open_sink(settings, settings.reminders))
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _private(path: Path | None) -> str | None:

@@ -110,8 +110,9 @@ def calendars(transport: Transport, start: str) -> list[CalendarInfo]:
         if home is not None:
             homes.append(home)
             break
-    if not homes:
-        homes = [start]  # perhaps the URL is a home itself: list its members
+    if not homes:  # no principal to ask (an anonymous client): the URL may be a home, or a calendar in one
+        parent = urljoin(start, "..") if urlsplit(start).path.strip("/") else start
+        homes = list(dict.fromkeys([start, parent]))
     out: list[CalendarInfo] = []
     for home in homes:
         listing = transport.propfind(

@@ -199,9 +199,9 @@ class DavServer:
             conn.close()
 
     def make_collection(
-        self, name: str | None = None, components: tuple[str, ...] = ("VEVENT",)
+        self, name: str | None = None, components: tuple[str, ...] = ("VEVENT",), *, display: str = ""
     ) -> DavCollection:
-        """MKCALENDAR a new, uniquely named collection that accepts `components`."""
+        """MKCALENDAR a new, uniquely named collection that accepts `components` (display name: `display`)."""
         name = name or f"t-{uuid.uuid4().hex[:10]}"
         path = f"{self.home}{name}/"
         if self.kind == "radicale":
@@ -210,7 +210,7 @@ class DavServer:
         body = (
             '<?xml version="1.0" encoding="utf-8"?>'
             '<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop>'
-            f"<D:displayname>{name}</D:displayname>"
+            f"<D:displayname>{display or name}</D:displayname>"
             f"<C:supported-calendar-component-set>{comps}</C:supported-calendar-component-set>"
             "</D:prop></D:set></C:mkcalendar>"
         ).encode()
