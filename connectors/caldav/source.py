@@ -355,7 +355,7 @@ class CalDavSource:
         else:
             partial = True
         log.warning(
-            "source.sync.partial", source=self.name, collection=url, listed=len(changed), deleted=len(deleted)
+            "source.sync.partial", source=self.name, collection=url, count=len(changed), removed=len(deleted)
         )
         # keep the token we had: the next pass asks again; nothing is deleted by absence
         return _Listing(changed, deleted, full=False, token=state.token, mode="sync", partial=partial)

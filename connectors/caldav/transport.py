@@ -555,7 +555,7 @@ class Transport:
                     **{self.role: self.name},
                     status=answer.status,
                     collection=public_url(target),
-                    to=public_url(moved),
+                    moved_to=public_url(moved),
                 )
                 self.located[url] = moved
                 target = moved
