@@ -273,10 +273,12 @@ def _probe(sink: Sink, kind: ItemKind, now: datetime) -> None:
         title="callsheet write check (removed at once)",
         description="Written and deleted by `callsheet check`.",
         payload_hash="check",
+        # a fresh name on every run: Nextcloud's trash bin refuses the third DELETE of one name
+        generation=max(1, int(now.timestamp()) % 1_000_000_000),
     )
     sink.create(probe)
     for item in sink.managed():
-        if item.key == probe.key and item.kind == kind:
+        if item.key == probe.key and item.kind == kind and item.generation in (0, probe.generation):
             sink.delete(item)
 
 
