@@ -274,7 +274,7 @@ def _probe(sink: Sink, kind: ItemKind, now: datetime) -> None:
         description="Written and deleted by `callsheet check`.",
         payload_hash="check",
         # a fresh name on every run: Nextcloud's trash bin refuses the third DELETE of one name
-        generation=max(1, int(now.timestamp()) % 1_000_000_000),
+        generation=max(1, int(now.timestamp() * 1000) % 1_000_000_000),
     )
     sink.create(probe)
     for item in sink.managed():

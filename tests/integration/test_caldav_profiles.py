@@ -26,6 +26,7 @@ from tests.integration.test_caldav_passes import (
     vanished,
 )
 from tests.practice import local, vcalendar, vevent
+from worker.cli import main
 from worker.config import load_settings
 from worker.errors import ConflictError, RefusedError
 
@@ -242,3 +243,14 @@ def test_state_and_cache_files_are_private(profile_practice: Make) -> None:
     assert caches and all(p.stat().st_mode & 0o077 == 0 for p in caches)
     text = caches[0].read_text()
     assert not any(name in text for name in ("Avery", "Quinn", "Blake", "Cameron", "Emery"))
+
+
+def test_check_runs_again_and_again_on_nextcloud(
+    profile_practice: Make, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check`'s write probe takes a fresh name each run: the trash bin never refuses its DELETE."""
+    proxy, dp = profile_practice("nextcloud")
+    for _ in range(3):
+        capsys.readouterr()
+        assert main(["--config", str(dp.config), "check"]) == 0, capsys.readouterr().out
+    assert not proxy.state.refused
