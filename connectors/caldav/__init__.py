@@ -4,8 +4,9 @@
   retries);
 - `discovery`: whether a URL is a calendar, the account's calendars, display names;
 - `source`: incremental, read-only reading of appointments (sync-collection + multiget);
-- `sink`: reminder events and tasks (PROPFIND listing + multiget, conditional writes);
-- `profiles` (tests): how each known server differs, as the test proxy reproduces it.
+- `sink`: reminder events and tasks (PROPFIND listing + multiget, conditional writes).
+
+How each known server differs is reproduced by the test proxy in tests/fakes/caldav_proxy.py.
 
 The registry in connectors.base names `connectors.caldav:CalDavSource` and `:CalDavSink`.
 """

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import connectors.caldav.transport as transport_module
-from connectors.caldav.transport import QuotaFullError, Transport, member_name
+from connectors.caldav.transport import QuotaFullError, Transport, member_name, normal_path
 from tests.practice import Practice
 from worker.cli import main
 from worker.config import load_settings
@@ -316,3 +318,19 @@ def test_quota_full_is_not_retried_in_the_pass(
 def test_only_direct_members_of_the_collection_are_ours(href: str, name: str | None) -> None:
     """An href counts only when, normalised, it lies directly inside the configured collection."""
     assert member_name("https://dav.example/u/calls/", href) == name
+
+
+@given(
+    st.lists(
+        st.sampled_from(["..", ".", "", "calls", "u", "x.ics", "%2e%2e", "%2E", "a%2fb", "callsheet-k.ics"]),
+        max_size=6,
+    )
+)
+def test_a_member_name_always_lies_inside_the_collection(segments: list[str]) -> None:
+    """Whatever the href, a name member_name accepts is one segment directly under the normalised collection."""
+    collection = "https://dav.example/u/calls/"
+    href = "/u/calls/" + "/".join(segments)
+    name = member_name(collection, href)
+    if name is not None:
+        assert "/" not in name and name not in ("", ".", "..")
+        assert normal_path(href) == "/u/calls/" + name
