@@ -26,12 +26,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import json
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -417,6 +420,73 @@ def _network_problem(exc: BaseException) -> str:
     return "cannot connect to the server"
 
 
+# -- waiting after refused credentials ----------------------------------------------------------
+
+AUTH_BACKOFF = True  # `callsheet check` turns this off: it always tries at once
+BACKOFF_STEPS = (300.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0)  # after the 1st, 2nd, ... refusal
+
+
+class AuthBackoff:
+    """How long to leave a server alone after it refused these credentials (kept in the state folder).
+
+    Each refusal (401) waits longer, up to 6 hours, so a revoked or changed password does not
+    trip the server's login throttling (Nextcloud slows every device behind the office's IP).
+    The entry is keyed by server, username and a hash of the password: a new password is tried
+    at once; a success clears it.
+    """
+
+    def __init__(self, state_dir: Path, origin: str, username: str, password: str) -> None:
+        self.file = state_dir / "caldav-auth.json"
+        self.key = hashlib.sha256(f"{origin}\n{username}\n{password}".encode()).hexdigest()[:16]
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    def _write(self, data: dict[str, Any]) -> None:
+        if not self.file.parent.is_dir():
+            return
+        with contextlib.suppress(OSError):
+            fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out)
+
+    def waiting(self) -> tuple[int, datetime] | None:
+        """(refusals so far, when the next try is due) while the wait lasts, else None."""
+        entry = self._read().get(self.key)
+        if not isinstance(entry, dict):
+            return None
+        until = float(entry.get("until", 0))
+        if until <= time.time():
+            return None
+        return int(entry.get("count", 1)), datetime.fromtimestamp(until, UTC)
+
+    def refused(self) -> tuple[int, datetime]:
+        data = self._read()
+        entry = data.get(self.key)
+        count = int(entry.get("count", 0)) + 1 if isinstance(entry, dict) else 1
+        until = time.time() + BACKOFF_STEPS[min(count, len(BACKOFF_STEPS)) - 1]
+        data[self.key] = {"count": count, "until": until}
+        self._write(data)
+        return count, datetime.fromtimestamp(until, UTC)
+
+    def accepted(self) -> None:
+        data = self._read()
+        if data.pop(self.key, None) is not None:
+            self._write(data)
+
+
+def _waiting_text(count: int, until: datetime) -> str:
+    return (
+        f"the server refused these credentials {count} time(s); callsheet waits until "
+        f"{until:%Y-%m-%d %H:%M} UTC before trying again (its login throttling would slow every "
+        "device of the office); fix the password, then `callsheet check` tries at once"
+    )
+
+
 # -- the session --------------------------------------------------------------------------------
 
 
@@ -453,6 +523,13 @@ class Transport:
         self._auth: Any = (self.username, self.password) if self.username else None
         self._digest = False
         self.pass_end = time.monotonic() + LIMITS.pass_deadline
+        self.backoff: AuthBackoff | None = None
+        if self._auth is not None:
+            self.backoff = AuthBackoff(
+                settings.state_dir, ":".join(map(str, _origin(first_url))), *self._auth
+            )
+        self._backoff_checked = False
+        self._accepted = False
         self.located: dict[str, str] = {}  # a URL the server moved (301/307/308) -> where it is now
         self.requests = 0
         self.bytes_in = 0
@@ -597,6 +674,11 @@ class Transport:
         accepted = set(ok) | set(expected)
         data = body.encode("utf-8") if isinstance(body, str) else body
         where = f"{operation} {public_url(url)}"
+        if self.backoff is not None and not self._backoff_checked:
+            self._backoff_checked = True
+            waiting = self.backoff.waiting() if AUTH_BACKOFF else None
+            if waiting is not None:
+                raise AuthError(f"{where}: {_waiting_text(*waiting)}", source=self.name, operation=operation)
 
         def once() -> Answer:
             try:
@@ -628,6 +710,17 @@ class Transport:
                     source=self.name,
                     operation=operation,
                 ) from exc
+            if answer.status == 401 and self.backoff is not None and 401 not in accepted:
+                count, until = self.backoff.refused()
+                raise AuthError(
+                    f"{where}: the server refused the credentials (HTTP 401); {CREDENTIALS_FIX}. "
+                    f"Next attempt after {until:%Y-%m-%d %H:%M} UTC (refusal {count}; `callsheet check` tries at once)",
+                    source=self.name,
+                    operation=operation,
+                )
+            if 200 <= answer.status < 300 and self.backoff is not None and not self._accepted:
+                self._accepted = True
+                self.backoff.accepted()
             if answer.status in accepted:
                 if readable is not None and not readable(answer):
                     # cut short on the way (a proxy, a dropped connection): ask again

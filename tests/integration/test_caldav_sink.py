@@ -211,6 +211,31 @@ def test_wrong_password_exits_3_naming_the_url(
     assert "401" in err and "wrong-password-123" not in err and PASSWORD not in err
 
 
+def test_refused_password_backs_off_until_fixed(
+    radicale_auth: DavServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a 401 the next passes wait (no login attempt, the message says until when); check tries at once; a new password is tried at once."""
+    practice = _auth_practice(radicale_auth, tmp_path, "wrong-password-123")
+    seen = _http_statuses(monkeypatch)
+    assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 3
+    assert seen == [("PROPFIND", 401)]  # one refused login per pass, no negotiation round
+    seen.clear()
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 3
+    assert seen == []  # the server is left alone while the wait lasts
+    err = capsys.readouterr().err
+    assert "waits until" in err and "callsheet check" in err
+    assert main(["--config", str(practice.config), "check"]) == 1
+    assert ("PROPFIND", 401) in seen
+    seen.clear()
+    (tmp_path / "secrets" / "dav").write_text(PASSWORD + "\n", encoding="utf-8")
+    assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 0
+    assert seen and all(status < 400 for _, status in seen)
+
+
 def test_missing_calendar_fails_the_pass_naming_it(
     dav_server: DavServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
