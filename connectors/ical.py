@@ -17,8 +17,18 @@ from icalendar import Alarm, Calendar, Todo
 from icalendar import Event as VEvent
 
 from worker.errors import DataError
-from worker.identity import item_uid, parse_file_name, parse_uid
-from worker.model import Attendee, Event, EventStatus, ItemKind, Managed, Reminder, ReminderKey, Window
+from worker.identity import item_uid, parse_uid
+from worker.model import (
+    Attendee,
+    Event,
+    EventStatus,
+    ItemKind,
+    ItemName,
+    Managed,
+    Reminder,
+    ReminderKey,
+    Window,
+)
 
 PRODID = "-//callsheet//reminders//EN"
 KEY_PROP = "X-CALLSHEET-KEY"
@@ -299,6 +309,8 @@ def build_item(reminder: Reminder, *, stamp: datetime, alarm_minutes: int = 0) -
     component.add("class", "PRIVATE")
     component.add("categories", ["callsheet"])
     _mark(component, reminder)
+    if reminder.owner:
+        component[OWNER_PROP] = reminder.owner
     cal.add_component(component)
     return bytes(cal.to_ical())
 
@@ -310,10 +322,11 @@ def _ours(calendar: Calendar) -> icalendar.cal.Component | None:
     return None
 
 
-def read_item(data: bytes, *, ref: str, etag: str = "", name: str = "") -> Managed | None:
-    """The item as Managed when it carries our key (ownership is judged later), else None.
+def read_item(data: bytes, *, ref: str, etag: str = "", name: ItemName | None = None) -> Managed | None:
+    """Our item as Managed, or None when the object does not carry our key.
 
-    `name` is the resource name (file name, last href segment) the item was found under.
+    `name` is what the item's resource name says (`worker.identity.parse_file_name`); the UID,
+    owner mark and generation are read from the item itself.
     """
     try:
         component = _ours(Calendar.from_ical(data))
@@ -344,9 +357,9 @@ def read_item(data: bytes, *, ref: str, etag: str = "", name: str = "") -> Manag
         client_id=_text(component, CLIENT_PROP),
         reason=_text(component, REASON_PROP),
         uid=uid,
-        named=parse_file_name(name),
+        named=name,
         owner=_text(component, OWNER_PROP),
-        generation=parsed.generation if parsed is not None else -1,
+        generation=parsed.generation if parsed is not None else 0,
     )
 
 

@@ -26,7 +26,7 @@ import structlog
 from connectors.base import Capabilities, Receipt
 from connectors.ical import build_item, complete_item, parse_calendar, read_item, update_item
 from worker.errors import ConflictError, ConnectorError, DataError, RefusedError
-from worker.identity import file_name
+from worker.identity import file_name, parse_file_name
 from worker.model import ItemKind, Managed, Reminder, SourceBatch, Window
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ class VdirSink(Capabilities):
                     continue
                 except OSError:
                     continue
-                item = read_item(data, ref=str(path), etag=_etag(path), name=entry.name)
+                item = read_item(data, ref=str(path), etag=_etag(path), name=parse_file_name(entry.name))
                 if item is not None and item.kind in self.folders:
                     yield item
 
@@ -271,7 +271,9 @@ class VdirSink(Capabilities):
             _write_atomic(path, data, exclusive=True)
         except FileExistsError:
             try:
-                found = read_item(read_regular(path), ref=str(path), etag=_etag(path), name=path.name)
+                found = read_item(
+                    read_regular(path), ref=str(path), etag=_etag(path), name=parse_file_name(path.name)
+                )
             except OSError as exc:
                 raise RefusedError("a special file has the reminder's name", operation="create") from exc
             if found is None or found.key != reminder.key or found.owner != reminder.owner:

@@ -19,7 +19,7 @@ would take hours: each new object costs O(N)). Then, side by side, medians of --
 
 Ratios are to the naive floor: fetch every object as above, then parse and expand each one
 with icalendar + recurring-ical-events over the pass window (what a simple script pays on
-every run). Requests are counted on DAVClient.request.
+every run). Requests are counted on DAVClient.request (the library) and Transport.exchange (ours).
 
     python scripts/bench_caldav.py [--years 10] [--caseload 28] [--repeat 3] [--keep DIR]
 """
@@ -80,6 +80,9 @@ def _add_timezones(calendar: Path) -> None:
 
 
 def _count_requests() -> None:
+    """Count the caldav library's requests (the yardstick) and the connector's (Transport.exchange)."""
+    from connectors.caldav.transport import Answer, Transport
+
     original = DAVClient.request
 
     def counting(self: DAVClient, url: Any, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
@@ -87,6 +90,13 @@ def _count_requests() -> None:
         return original(self, url, method, *args, **kwargs)
 
     DAVClient.request = counting  # type: ignore[method-assign]
+    exchange = Transport.exchange
+
+    def counted(self: Transport, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        REQUESTS[method] += 1
+        return exchange(self, method, url, body, headers)
+
+    Transport.exchange = counted  # type: ignore[method-assign]
 
 
 def _free_port() -> int:

@@ -95,6 +95,9 @@ def _parser() -> _Parser:
         action="store_true",
         help="also write and remove one throw-away reminder of each kind (check writes nothing without it)",
     )
+    check.add_argument(
+        "--list", action="store_true", help="list every calendar the accounts can see (CalDAV)"
+    )
 
     purge = sub.add_parser("purge", help="remove every item callsheet wrote (only ours)")
     purge.add_argument("--dry-run", action="store_true", help="list what would be removed")
@@ -285,6 +288,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         return commands.status(settings, parse_now(args.now, settings), as_json=args.json)
     if args.command == "check":
+        if args.list:
+            return commands.list_calendars(settings)
         return commands.check(settings, health=args.health, write_probe=args.write_probe)
     if args.command == "purge":
         return commands.purge(settings, dry_run=args.dry_run or not args.yes, asked_yes=args.yes)

@@ -120,6 +120,7 @@ class _Account(_Strict):
     api_endpoint: str | None = None
     timeout: Duration = timedelta(seconds=30)
     verify_tls: StrictBool = True
+    allow_insecure_http: StrictBool = False  # CalDAV: a password over plain http to a non-loopback host
 
 
 class SourceSettings(_Account):
@@ -132,6 +133,7 @@ class SourceSettings(_Account):
     urls: tuple[str, ...] = ()
     calendar_id: str | None = None
     calendar_ids: tuple[str, ...] = ()
+    calendar: str | None = None  # CalDAV: the calendar's display name (url is then where to look)
 
     @property
     def all_urls(self) -> tuple[str, ...]:
@@ -177,6 +179,9 @@ class ReminderSettings(_Account):
     tasks_path: Path | None = None
     events_url: str | None = None
     tasks_url: str | None = None
+    url: str | None = None  # CalDAV: where events_calendar / tasks_calendar are looked for
+    events_calendar: str | None = None  # CalDAV: display names instead of URLs
+    tasks_calendar: str | None = None
     calendar_id: str | None = None
     calendar_name: str = CALENDAR_NAME
     tasklist: str = CALENDAR_NAME
@@ -204,8 +209,11 @@ class CaldavReminders(ReminderSettings):
 
     @model_validator(mode="after")
     def _needs_a_collection(self) -> CaldavReminders:
-        if not (self.events_url or self.tasks_url):
-            raise ValueError("kind = 'caldav' needs events_url = 'https://…/calls/' (and/or tasks_url)")
+        if not (self.events_url or self.tasks_url or self.events_calendar or self.tasks_calendar):
+            raise ValueError(
+                "kind = 'caldav' needs events_url = 'https://…/calls/' (and/or tasks_url), "
+                "or events_calendar = 'Client calls' with url = the server"
+            )
         return self
 
 
@@ -774,6 +782,7 @@ _ACCOUNT_KEYS = (
     "api_endpoint",
     "timeout",
     "verify_tls",
+    "allow_insecure_http",
 )
 
 

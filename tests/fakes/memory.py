@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from connectors.base import Capabilities, Receipt
 from connectors.ical import build_item, complete_item, read_item, update_item
 from worker.errors import ConflictError, RefusedError, TransientError
-from worker.identity import file_name
+from worker.identity import file_name, parse_file_name
 from worker.model import ItemKind, Managed, Reminder
 
 
@@ -49,7 +49,9 @@ class MemorySink(Capabilities):
     def managed(self) -> Iterator[Managed]:
         self._tick("list")
         for ref, data in sorted(self.items.items()):
-            item = read_item(data, ref=ref, etag=str(self.etags[ref]), name=ref.split("/", 1)[1])
+            item = read_item(
+                data, ref=ref, etag=str(self.etags[ref]), name=parse_file_name(ref.split("/", 1)[1])
+            )
             if item is not None:
                 yield item
 

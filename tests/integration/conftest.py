@@ -34,6 +34,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
+from tests.fakes.caldav_proxy import PROFILES, ProfileProxy
 from tests.fakes.google import FakeGoogle, GooglePractice, google_practice
 from tests.practice import DEFAULT_CLIENTS, ClientSpec, Practice, vcalendar
 from worker.cli import main as cli_main
@@ -202,9 +203,9 @@ class DavServer:
             conn.close()
 
     def make_collection(
-        self, name: str | None = None, components: tuple[str, ...] = ("VEVENT",)
+        self, name: str | None = None, components: tuple[str, ...] = ("VEVENT",), *, display: str = ""
     ) -> DavCollection:
-        """MKCALENDAR a new, uniquely named collection that accepts `components`."""
+        """MKCALENDAR a new, uniquely named collection that accepts `components` (display name: `display`)."""
         name = name or f"t-{uuid.uuid4().hex[:10]}"
         path = f"{self.home}{name}/"
         if self.kind == "radicale":
@@ -213,7 +214,7 @@ class DavServer:
         body = (
             '<?xml version="1.0" encoding="utf-8"?>'
             '<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop>'
-            f"<D:displayname>{name}</D:displayname>"
+            f"<D:displayname>{display or name}</D:displayname>"
             f"<C:supported-calendar-component-set>{comps}</C:supported-calendar-component-set>"
             "</D:prop></D:set></C:mkcalendar>"
         ).encode()
@@ -619,12 +620,15 @@ class SentRequest:
 
 @dataclass
 class RequestLog:
-    """Every request made through caldav's DAVClient.request while the fixture is active."""
+    """Every request the CalDAV connector made while the fixture is active."""
 
     sent: list[SentRequest] = field(default_factory=list)
+    bytes_in: int = 0  # answer bodies, after decompression
+    bytes_out: int = 0  # request bodies
 
     def clear(self) -> None:
         self.sent.clear()
+        self.bytes_in = self.bytes_out = 0
 
     def to(self, collection: DavCollection) -> list[SentRequest]:
         """The requests whose URL lies in this collection (the collection or one of its objects)."""
@@ -636,33 +640,27 @@ class RequestLog:
 
 @pytest.fixture
 def dav_requests(monkeypatch: pytest.MonkeyPatch) -> RequestLog:
-    """Wrap DAVClient.request (the one door every caldav call goes through) to record requests."""
-    from caldav.davclient import DAVClient
+    """Wrap Transport.exchange (the one door every CalDAV request goes through) to record requests."""
+    from connectors.caldav.transport import Answer, Transport
 
     record = RequestLog()
-    original = DAVClient.request
+    original = Transport.exchange
 
-    def counting(
-        self: DAVClient,
-        url: object,
-        method: str = "GET",
-        body: object = "",
-        headers: object = None,
-        *args: object,
-        **kwargs: object,
-    ) -> object:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
-        record.sent.append(SentRequest(method, unquote(urlsplit(str(url)).path), text))
-        return original(self, url, method, body, headers, *args, **kwargs)  # type: ignore[arg-type]
+    def counting(self: Transport, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        record.sent.append(SentRequest(method, unquote(urlsplit(url).path), body.decode("utf-8", "replace")))
+        answer = original(self, method, url, body, headers)
+        record.bytes_out += len(body)
+        record.bytes_in += len(answer.body)
+        return answer
 
-    monkeypatch.setattr(DAVClient, "request", counting)
+    monkeypatch.setattr(Transport, "exchange", counting)
     return record
 
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Shrink the CalDAV connector's retry policy so fault tests take seconds, not a minute."""
-    import connectors.caldav as module
+    import connectors.caldav.transport as module
 
     monkeypatch.setattr(
         module,
@@ -671,6 +669,35 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
             attempts=3, budget=8.0, initial=0.05, jitter=0.05, max_wait=0.2, max_retry_after=3.0
         ),
     )
+
+
+# -- server profiles: a Radicale answering as another server does ---------------------------
+
+
+@pytest.fixture
+def profile_practice(
+    dav_server_factory: Callable[..., DavServer], dav_practice: Callable[..., DavPractice]
+) -> Iterator[Callable[..., tuple[ProfileProxy, DavPractice]]]:
+    """Make a Radicale, a profile proxy in front of it (tests/fakes/caldav_proxy.py), and the practice."""
+    proxies: list[ProfileProxy] = []
+
+    def make(profile: str, **options: object) -> tuple[ProfileProxy, DavPractice]:
+        from tests.integration.test_caldav_passes import CLIENTS, load_practice
+
+        server = dav_server_factory("radicale")
+        proxy = ProfileProxy(server.port, PROFILES[profile])
+        proxies.append(proxy)
+        dp = dav_practice(server, clients=CLIENTS, url_of=lambda c: proxy.url_for(c.path), **options)
+        if profile == "nextcloud":  # the practice calendar reaches callsheet's account through a share
+            proxy.set_profile(shared=dp.source.path)
+        load_practice(dp)
+        return proxy, dp
+
+    try:
+        yield make
+    finally:
+        for proxy in proxies:
+            proxy.stop()
 
 
 # -- the Google fake ----------------------------------------------------------------------------

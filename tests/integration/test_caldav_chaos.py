@@ -26,14 +26,13 @@ from tests.integration.conftest import CHAOS_KINDS, DavPractice, DavServer, Faul
 from tests.integration.test_caldav_faults import assert_one_item_per_need
 from tests.integration.test_caldav_passes import CLIENTS, NAMES, NOW, due_needs, load_practice
 from tests.practice import local, vevent
-from worker.identity import parse_file_name
-from worker.model import ItemName
+from worker.identity import file_name
 
 
 @pytest.fixture(autouse=True)
 def two_attempts(fast_retries: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Short retries, and only two attempts per request, so that whole passes fail now and then."""
-    import connectors.caldav as module
+    import connectors.caldav.transport as module
 
     monkeypatch.setattr(module, "RETRY", replace(module.RETRY, attempts=2))
 
@@ -189,7 +188,6 @@ class Run:
         return {(x.kind, x.key, x.client, x.reason) for items in self.seen for x in items}
 
 
-@pytest.mark.slow
 def test_two_hundred_passes_under_random_faults(
     dav_server_factory: Callable[..., DavServer],
     dav_practice: Callable[..., DavPractice],
@@ -242,7 +240,6 @@ def test_two_hundred_passes_under_random_faults(
     deleted_key, completed_key = chaos.deleted[1], chaos.completed[1]
     due = {x["key"]: x for x in lines if x["state"] in ("due", "handled")}
     assert due[deleted_key]["action"] == "none"  # the therapist handled it: a tombstone
-    assert due[deleted_key]["state"] == "handled"
     assert {x["action"] for k, x in due.items() if k != deleted_key} == {"keep"}
     assert {(x["client"], x["reason"]) for x in due.values()} == {
         ("c001", "no_show"),
@@ -255,7 +252,7 @@ def test_two_hundred_passes_under_random_faults(
     items = chaos.seen[-1]
     per_key = Counter((x.kind, x.key) for x in items)
     assert max(per_key.values()) == 1, per_key
-    assert all(parse_file_name(x.name) == ItemName(x.key, x.kind, 1) for x in items)
+    assert all(x.name == file_name(x.key, x.kind, 1) for x in items)
     held = {(x.key, x.kind): x for x in items}
     for key, need in due.items():
         if key == deleted_key:
@@ -283,7 +280,7 @@ def test_two_hundred_passes_under_random_faults(
     for (key, kind), (status, ref, _at) in rows.items():
         if status == "open":
             assert held[(key, kind)].status == "open", (key, kind)
-            assert ref.endswith(f"/callsheet-{key}-{kind[0]}1.ics")
+            assert ref.endswith("/" + file_name(key, kind, 1))
     for (key, kind), item in held.items():
         if item.status != "open":
             continue
@@ -317,7 +314,9 @@ def test_answer_cut_off_is_retried(
     dp = dav_practice(server, clients=CLIENTS, url_of=proxy.url_for)
     load_practice(dp)
     reports = itertools.count()
-    proxy.faults.choose = lambda method, _path: "cut" if method == "REPORT" and next(reports) % 2 == 0 else ""
+    proxy.faults.choose = lambda method, _path: (
+        "cut" if method in ("REPORT", "PROPFIND") and next(reports) % 2 == 0 else ""
+    )
     capsys.readouterr()
     assert dp.run(NOW) == 0
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]

@@ -10,11 +10,12 @@ from collections.abc import Callable
 
 import icalendar
 import pytest
-from caldav.davclient import DAVClient
 
+from connectors.caldav.transport import Answer, Transport
 from tests.integration.conftest import DavPractice, DavServer, FaultProxy
 from tests.integration.test_caldav_passes import EXPECTED, NAMES, NOW, due_needs, load_practice
 from tests.practice import DEFAULT_CLIENTS, ClientSpec
+from worker.identity import file_name
 
 CLIENTS = (*DEFAULT_CLIENTS, ClientSpec("c005", "Emery Stone"))
 KINDS = ["radicale", "xandikos"]
@@ -28,7 +29,7 @@ def assert_one_item_per_need(dp: DavPractice, capsys: pytest.CaptureFixture[str]
     assert due_needs(lines) == EXPECTED
     assert {x["action"] for x in lines if x["state"] == "due"} == {"keep"}
     keys = {x["key"] for x in lines if x["state"] == "due"}
-    for collection, name in ((dp.events, "VEVENT"), (dp.tasks, "VTODO")):
+    for collection, name, kind in ((dp.events, "VEVENT", "event"), (dp.tasks, "VTODO", "task")):
         objects = collection.objects()
         found = [
             str(c["X-CALLSHEET-KEY"])
@@ -36,8 +37,7 @@ def assert_one_item_per_need(dp: DavPractice, capsys: pytest.CaptureFixture[str]
             for c in icalendar.Calendar.from_ical(d).walk(name)
         ]
         assert sorted(found) == sorted(keys), (name, found)
-        letter = "e" if name == "VEVENT" else "t"
-        assert set(objects) == {f"callsheet-{k}-{letter}1.ics" for k in keys}
+        assert set(objects) == {file_name(k, kind, 1) for k in keys}
 
 
 @pytest.fixture
@@ -74,26 +74,24 @@ def test_server_stopped_mid_pass(
     server = dav_server_factory(kind)
     dp = dav_practice(server, clients=CLIENTS)
     load_practice(dp)
-    original = DAVClient.request
+    original = Transport.exchange
     puts = []
 
-    def stopping(
-        self: DAVClient, url: object, method: str = "GET", *args: object, **kwargs: object
-    ) -> object:
+    def stopping(self: Transport, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         if method == "PUT":
             puts.append(url)
             if len(puts) == 3:
                 server.stop()
-        return original(self, url, method, *args, **kwargs)  # type: ignore[arg-type]
+        return original(self, method, url, body, headers)
 
-    monkeypatch.setattr(DAVClient, "request", stopping)
+    monkeypatch.setattr(Transport, "exchange", stopping)
     capsys.readouterr()
     assert dp.run(NOW) == 1
     err = capsys.readouterr().err
     # the writes after the server went away fail item by item; the pass says how many and why
     assert "could not be written" in err and "server unreachable" in err
     assert not any(name in err for name in NAMES)
-    monkeypatch.setattr(DAVClient, "request", original)
+    monkeypatch.setattr(Transport, "exchange", original)
     server.start()
     assert len(dp.events.objects()) + len(dp.tasks.objects()) == 2  # what got written before the stop
     assert dp.run(NOW) == 0

@@ -17,7 +17,8 @@ import pytest
 
 from tests.integration.conftest import DavPractice, DavServer, RequestLog
 from tests.practice import DEFAULT_CLIENTS, ClientSpec, local, vevent
-from worker import log as logsetup
+from worker.identity import file_name, item_uid
+from worker.log import digest
 
 NOW = "2026-03-11T12:00:00-05:00"
 NEXT_DAY = "2026-03-12T12:00:00-05:00"
@@ -117,13 +118,12 @@ def test_pass_writes_events_and_tasks(dp: DavPractice, capsys: pytest.CaptureFix
     tasks = components(dp.tasks.objects(), "VTODO")
     assert set(events) == keys and set(tasks) == keys
     for key, event in events.items():
-        assert str(event["UID"]) == f"callsheet-{key}-e1"
-        assert str(tasks[key]["UID"]) == f"callsheet-{key}-t1"  # never one UID for both (Cyrus, iCloud)
+        assert str(event["UID"]) == item_uid(key, "event", 1)
         assert str(event["CLASS"]) == "PRIVATE" and str(event["TRANSP"]) == "TRANSPARENT"
         assert len(list(event.walk("VALARM"))) == 1
         assert tasks[key]["DUE"].dt == event["DTSTART"].dt
         assert not any(name in str(event["SUMMARY"]) for name in NAMES)
-    assert set(dp.events.objects()) == {f"callsheet-{k}-e1.ics" for k in keys}
+    assert set(dp.events.objects()) == {file_name(k, "event", 1) for k in keys}
     assert dp.source.objects() == source_before  # the source is never written
 
 
@@ -190,7 +190,7 @@ def test_deleted_reminder_becomes_tombstone(dp: DavPractice, capsys: pytest.Capt
     """The therapist deleting our event means handled: it is not recreated and its task is completed."""
     assert dp.run(NOW) == 0
     need = next(x for x in dp.plan(NOW, capsys) if x["reason"] == "no_show")
-    dp.events.delete(f"callsheet-{need['key']}-e1")
+    dp.events.delete(item_uid(need["key"], "event", 1))
     assert dp.run(NOW) == 0
     assert dp.run(NOW) == 0
     assert need["key"] not in components(dp.events.objects(), "VEVENT")
@@ -249,7 +249,8 @@ def test_refused_token_falls_back_and_finds_deletions(
     assert "GET" not in dav_requests.methods(dp.source)
     assert vanished(dp.plan(NOW, capsys))
     (after,) = _cursor(dp)["collections"].values()  # type: ignore[union-attr]
-    assert after["token"] is None and after["mode"] == "sync"  # start again without a token
+    # the listing started again without a token: complete, and with a fresh token of its own
+    assert after["token"] and after["token"] != state["token"] and after["mode"] == "sync"
     assert not any("cameron-next" in href for href in after["etags"])
     assert dp.run(NOW) == 0
     (again,) = _cursor(dp)["collections"].values()  # type: ignore[union-attr]
@@ -263,14 +264,16 @@ def test_server_without_sync_collection_uses_etag_listing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Without RFC 6578 the source is read by a PROPFIND etag listing plus multiget, still 1 request idle."""
-    import connectors.caldav as module
+    from connectors.caldav.transport import Answer, Transport
 
-    real = module.DAVClient
+    real = Transport.exchange
 
-    def no_sync(*args: object, **kwargs: object) -> object:
-        return real(*args, features={"sync-token": {"support": "unsupported"}}, **kwargs)  # type: ignore[arg-type]
+    def no_sync(self: Transport, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        if method == "REPORT" and b"sync-collection" in body:
+            return Answer(501, {}, b"", url)  # a server that does not implement RFC 6578
+        return real(self, method, url, body, headers)
 
-    monkeypatch.setattr(module, "DAVClient", no_sync)
+    monkeypatch.setattr(Transport, "exchange", no_sync)
     assert dp.run(NOW) == 0
     (state,) = _cursor(dp)["collections"].values()  # type: ignore[union-attr]
     assert state["mode"] == "propfind"
@@ -305,7 +308,7 @@ def test_unreadable_object_is_skipped_and_logged_without_content(
     err = capsys.readouterr().err
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     skipped = [x for x in lines if x["event"] == "source.item.skipped"]
-    assert [x["item"] for x in skipped] == [logsetup.digest(f"{dp.source.path}broken.ics")]
+    assert [x["item"] for x in skipped] == [digest(f"{dp.source.path}broken.ics")]  # never the name
     read = next(x for x in lines if x["event"] == "source.read")
     assert read["bad"] == 1
     assert not any(name in err for name in NAMES)

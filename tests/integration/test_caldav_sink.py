@@ -16,6 +16,7 @@ from tests.practice import Practice, local, vcalendar, vevent
 from worker.cli import main
 from worker.config import load_settings
 from worker.errors import AuthError, ConfigError, ConflictError, ConnectorError, NotFoundError
+from worker.identity import item_uid
 
 NOW = "2026-03-11T12:00:00-05:00"
 
@@ -55,7 +56,7 @@ def collections(dav_server: DavServer) -> tuple[DavCollection, DavCollection]:
 
 def _edit(collection: DavCollection, key: str, summary: str) -> None:
     """The therapist edits our event in her calendar app (a plain PUT over it)."""
-    name = f"callsheet-{key}-e1"
+    name = item_uid(key, "event", 1)
     cal = icalendar.Calendar.from_ical(collection.get(name))
     for comp in cal.walk("VEVENT"):
         comp["SUMMARY"] = summary
@@ -77,7 +78,7 @@ def test_update_never_overwrites_the_therapists_edit(
     _edit(events, item.key, "moved by me")
     with pytest.raises(ConflictError):
         sink.update(reminder(text="second"), item)
-    assert b"moved by me" in events.get(f"callsheet-{item.key}-e1")
+    assert b"moved by me" in events.get(item_uid(item.key, "event", 1))
     sink.close()
 
 
@@ -92,7 +93,7 @@ def test_withdraw_with_stale_etag_keeps_the_item(
     _edit(events, item.key, "moved by me")
     with pytest.raises(ConflictError):
         sink.withdraw(item, note="resolved", delete=True)
-    assert b"moved by me" in events.get(f"callsheet-{item.key}-e1")
+    assert b"moved by me" in events.get(item_uid(item.key, "event", 1))
     (fresh,) = sink.managed()
     sink.withdraw(fresh, note="resolved", delete=True)
     assert sink.managed() == []
@@ -119,7 +120,7 @@ def test_create_refuses_a_name_held_by_someone_else(
 ) -> None:
     """If our resource name holds an object without our key, create raises instead of overwriting."""
     events, tasks = collections
-    uid = f"callsheet-{reminder().key}-e1"
+    uid = item_uid(reminder().key, "event", 1)
     events.put(uid, vcalendar(vevent(uid, "Not ours", local("2026-03-12 12:00"))))
     sink = _sink(tmp_path, events, tasks)
     with pytest.raises(ConflictError):
@@ -210,17 +211,42 @@ def test_wrong_password_exits_3_naming_the_url(
     assert "401" in err and "wrong-password-123" not in err and PASSWORD not in err
 
 
+def test_refused_password_backs_off_until_fixed(
+    radicale_auth: DavServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a 401 the next passes wait (no login attempt, the message says until when); check tries at once; a new password is tried at once."""
+    practice = _auth_practice(radicale_auth, tmp_path, "wrong-password-123")
+    seen = _http_statuses(monkeypatch)
+    assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 3
+    assert seen == [("PROPFIND", 401)]  # one refused login per pass, no negotiation round
+    seen.clear()
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 3
+    assert seen == []  # the server is left alone while the wait lasts
+    err = capsys.readouterr().err
+    assert "waits until" in err and "callsheet check" in err
+    assert main(["--config", str(practice.config), "check"]) == 3  # authorisation needed
+    assert ("PROPFIND", 401) in seen
+    seen.clear()
+    (tmp_path / "secrets" / "dav").write_text(PASSWORD + "\n", encoding="utf-8")
+    assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 0
+    assert seen and all(status < 400 for _, status in seen)
+
+
 def test_missing_calendar_fails_the_pass_naming_it(
     dav_server: DavServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A source URL that does not exist fails the pass (exit 1) with 'not found' and the URL."""
+    """A source URL that is not a calendar (here: none at all) is a config error (exit 2) naming the URL."""
     events, tasks = dav_server.make_collection(), dav_server.make_collection(components=("VTODO",))
     missing = f"{dav_server.url}{dav_server.home.strip('/')}/no-such-calendar/"
     practice = _practice(tmp_path, events.url, tasks.url, source=missing)
     capsys.readouterr()
-    assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 1
+    assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 2
     err = capsys.readouterr().err
-    assert "not found" in err and missing in err
+    assert "is not a calendar collection" in err and missing in err
 
 
 def test_password_in_url_is_refused(
@@ -291,7 +317,8 @@ def test_https_basic_auth_goes_with_the_first_request(
     assert 401 not in [status for _, status in seen] and ("PUT", 201) in seen
     seen.clear()
     assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 0
-    assert seen == [("REPORT", 207)] * 3
+    # one sync REPORT for the source, one PROPFIND listing per reminders collection
+    assert seen == [("REPORT", 207), ("PROPFIND", 207), ("PROPFIND", 207)]
 
 
 def test_https_wrong_password_exits_3(
@@ -319,7 +346,7 @@ def test_check_lists_the_calendars_and_proves_writes(
     capsys.readouterr()
     assert main(["--config", str(config), "check", "--write-probe"]) == 0
     out = capsys.readouterr().out
-    assert f"source calendar {source.url}" in out
-    assert f"tasks calendar {tasks.url}" in out and "accepts tasks (VTODO)" in out
+    assert "source calendar " in out and f"{source.url} [VEVENT]" in out
+    assert f"{tasks.url} [VTODO]; accepts tasks (VTODO)" in out
     assert "[ok] reminders: can write events" in out and "[ok] reminders: can write tasks" in out
     assert "all checks passed" in out

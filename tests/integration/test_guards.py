@@ -26,6 +26,7 @@ from worker import state as state_mod
 from worker.cli import main
 from worker.config import load_settings
 from worker.errors import ClockError, MassDeletionError, SourceLossError
+from worker.identity import parse_file_name
 from worker.runner import Accept, run_pass
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def _digest(folder: Path) -> str:
 
 def _open_items(folder: Path) -> list[object]:
     files = [p for p in folder.glob("*.ics") if p.is_file() and not p.is_symlink()]
-    items = [read_item(p.read_bytes(), ref=str(p), name=p.name) for p in files]
+    items = [read_item(p.read_bytes(), ref=str(p), name=parse_file_name(p.name)) for p in files]
     return [i for i in items if i is not None and i.status == "open"]
 
 

@@ -126,7 +126,7 @@ def test_booking_withdraws_not_rebooked(practice: Practice, capsys: pytest.Captu
     assert need["key"] not in _items(practice.events_dir)
     task = _items(practice.tasks_dir)[need["key"]]
     assert task.status == "completed"  # type: ignore[attr-defined]
-    assert "closed (resolved)" in (practice.tasks_dir / f"callsheet-{need['key']}-t1.ics").read_text()
+    assert "booked" in (practice.tasks_dir / f"callsheet-{need['key']}-t1.ics").read_text()
 
 
 def test_therapist_moved_reminder_stays(practice: Practice) -> None:

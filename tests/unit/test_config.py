@@ -251,7 +251,8 @@ def test_caldav_reminders_need_a_collection(tmp_path: Path) -> None:
     """[reminders] kind = caldav without events_url or tasks_url is a config error naming the key."""
     config = GOOD.replace('kind = "vdir"\nevents_path = "out"', 'kind = "caldav"')
     assert _config_problems(tmp_path, config) == [
-        ":12: [reminders] kind = 'caldav' needs events_url = 'https://…/calls/' (and/or tasks_url)"
+        ":12: [reminders] kind = 'caldav' needs events_url = 'https://…/calls/' (and/or tasks_url), "
+        "or events_calendar = 'Client calls' with url = the server"
     ]
 
 
@@ -342,6 +343,7 @@ def test_example_config_shows_the_real_defaults() -> None:
     examples = {"timezone", "therapist_name", "callback_number", "path", "url", "urls", "username"}
     examples |= {"password_file", "password_env", "token_file", "client_secrets_file", "api_endpoint"}
     examples |= {"calendar_id", "calendar_ids", "events_path", "tasks_path", "events_url", "tasks_url"}
+    examples |= {"calendar", "events_calendar", "tasks_calendar"}  # display names
     models: dict[str, type] = {
         "practice": PracticeSettings,
         "source": SourceSettings,
