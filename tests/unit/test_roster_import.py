@@ -178,7 +178,7 @@ def test_the_command_shows_aliases_only_and_writes_0600_on_request(tmp_path, cap
     assert stat.S_IMODE(roster.stat().st_mode) == 0o600
     assert "Elizabeth Park" in roster.read_text(encoding="utf-8")
     for text in (dry.out, dry.err, done.out, done.err):
-        for private in ("Elizabeth", "Park", "Omar", "example.org", "555", "moved away"):
+        for private in ("Elizabeth", "Park", "Omar", "example.org", "555 0101", "010-2020", "moved away"):
             assert private not in text
     assert "+ c013 (E.P.): new, no consent on file yet" in dry.out
     assert "line 6: no name (skipped)" in dry.out
