@@ -41,38 +41,71 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line, rule, *body])
 
 
-def call_sheet(settings: Settings, plan: runner.Plan) -> str:
-    """The calls that are due, as a table: who, why, when, how to reach them."""
+def call_sheet(settings: Settings, plan: runner.Plan, *, include_stale: bool = False) -> str:
+    """The calls a pass acts on, as a table (who, why, when, how to reach them, what the pass
+    does), then the reminders it would withdraw and the calls coming up."""
     roster = Roster.of(settings.clients)
     tz = settings.practice.tz
     rows: list[tuple[datetime, str, str, str, str, str]] = []
-    for need in plan.open_calls():
+    acted = [*plan.open_calls()]
+    if include_stale:
+        acted += [n for n in plan.needs if n.state == "stale" and n.key not in plan.handled]
+    for need in acted:
         client = roster.get(need.client_id)
         if client is None:
             continue
         reminder = plan.reminders.get((need.key, "event")) or plan.reminders.get((need.key, "task"))
         item = plan.held.get((need.key, "event")) or plan.held.get((need.key, "task"))
-        when = item.start if item is not None and item.start else (reminder.start if reminder else need.due)
+        action = plan.need_action(need)
+        # the time the pass really uses: a new reminder's placed start, else the item's own
+        if reminder is not None and (action == "create" or item is None or item.start is None):
+            when = reminder.start
+        else:
+            when = item.start if item is not None and item.start else need.due
         if need.reason.value == "termination_letter":
             how = "letter"
         elif client.consent_to_call and client.phone:
             how = client.phone + ("" if client.voicemail_ok else " (no voicemail)")
         else:
             how = "no consent"
-        rows.append(
-            (
-                when,
-                client.alias,
-                REASON_TEXT[need.reason],
-                when.astimezone(tz).strftime("%a %d %b %H:%M"),
-                how,
-                plan.need_action(need),
-            )
-        )
-    if not rows:
-        return "No calls are due."
+        why = REASON_TEXT[need.reason] + (" (stale)" if need.state == "stale" else "")
+        rows.append((when, client.alias, why, when.astimezone(tz).strftime("%a %d %b %H:%M"), how, action))
     rows.sort(key=lambda r: r[0])
-    return _table(("Who", "Why", "When", "Number", "Reminder"), [r[1:] for r in rows])
+    parts = [
+        _table(("Who", "Why", "When", "Number", "Reminder"), [r[1:] for r in rows])
+        if rows
+        else "No calls are due."
+    ]
+    gone = []
+    for withdraw in plan.withdrawals():
+        item = withdraw.item
+        client = roster.get(ClientId(item.client_id)) if item is not None else None
+        at = item.start.astimezone(tz).strftime("%a %d %b %H:%M") if item is not None and item.start else "-"
+        gone.append(
+            (client.alias if client else "-", _reason_text(item.reason if item else ""), at, withdraw.kind)
+        )
+    if gone:
+        parts.append(
+            "\nWould withdraw (the reason is gone):\n" + _table(("Who", "Why", "Was at", "Item"), gone)
+        )
+    coming = sorted((n for n in plan.needs if n.state == "upcoming"), key=lambda n: n.due)
+    if coming:
+        shown = [
+            (
+                (c.alias if (c := roster.get(n.client_id)) else "-"),
+                REASON_TEXT[n.reason],
+                n.due.astimezone(tz).strftime("%a %d %b %H:%M"),
+            )
+            for n in coming[:UPCOMING_SHOWN]
+        ]
+        more = f"\n(and {len(coming) - UPCOMING_SHOWN} more)" if len(coming) > UPCOMING_SHOWN else ""
+        parts.append(
+            "\nComing up (due later if nothing changes):\n" + _table(("Who", "Why", "Due"), shown) + more
+        )
+    return "\n".join(parts)
+
+
+UPCOMING_SHOWN = 10
 
 
 def run_once(
@@ -151,12 +184,15 @@ def plan(settings: Settings, now: datetime, *, as_json: bool, include_stale: boo
                 )
             )
         return EXIT_OK
-    print(call_sheet(settings, result))
-    upcoming = sum(1 for n in result.needs if n.state == "upcoming")
-    stale = sum(1 for n in result.needs if n.state == "stale")
-    print(
-        f"\n{upcoming} upcoming, {stale} stale (older than {settings.rules.max_age.days} days). Nothing was written."
+    print(call_sheet(settings, result, include_stale=include_stale))
+    stale = sum(1 for n in result.needs if n.state == "stale" and n.key not in result.handled)
+    handled = sum(1 for n in result.needs if n.key in result.handled)
+    tail = (
+        ""
+        if include_stale or not stale
+        else f"; {stale} stale (older than {settings.rules.max_age.days} days: --include-stale writes them)"
     )
+    print(f"\n{handled} handled by you{tail}. Nothing was written.")
     return EXIT_OK
 
 
@@ -171,6 +207,10 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
     needs_by: dict[str, list[CallNeed]] = {}
     for n in outcome.plan.open_calls():
         needs_by.setdefault(n.client_id, []).append(n)
+    coming_by: dict[str, list[CallNeed]] = {}
+    for n in sorted(outcome.plan.needs, key=lambda n: n.due):
+        if n.state == "upcoming" and n.key not in outcome.plan.handled:
+            coming_by.setdefault(n.client_id, []).append(n)
     rows = []
     for client in settings.clients:
         appts = sorted(by_client.get(client.id, []), key=lambda a: a.start)
@@ -191,6 +231,10 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
                 "reminders_open": sum(1 for n in needs_by.get(client.id, []) if n.key in open_keys),
                 "needs": sorted(n.reason.value for n in needs_by.get(client.id, [])),
                 "days_since_contact": days,
+                "upcoming_calls": [
+                    {"reason": n.reason.value, "due": n.due.astimezone(settings.practice.tz).isoformat()}
+                    for n in coming_by.get(client.id, [])
+                ],
             }
         )
     rows.sort(
@@ -219,6 +263,7 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
             day(r["next_booked"]),
             str(r["open_calls"]),
             "-" if r["days_since_contact"] is None else str(r["days_since_contact"]),
+            _next_call(r["upcoming_calls"], day),
             str(r["status"]),
         )
         for r in rows
@@ -231,6 +276,7 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
         "Next booked",
         "Open calls",
         "Days since",
+        "Next call",
         "Status",
         "Rhythm",
         "Pause",
@@ -238,6 +284,14 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
     print(_table(headers, wide))
     onboarding.status_coverage(settings, now)
     return EXIT_OK
+
+
+def _next_call(upcoming: object, day: Callable[[object], str]) -> str:
+    """The first upcoming call of a client, as "Thu 12 Mar (did not rebook)", or "-"."""
+    if not isinstance(upcoming, list) or not upcoming:
+        return "-"
+    first = upcoming[0]
+    return f"{day(first['due'])} ({_reason_text(first['reason'])})"
 
 
 def check(settings: Settings, *, health: bool, write_probe: bool = False) -> int:
@@ -407,6 +461,11 @@ def _checks(settings: Settings, *, write_probe: bool = False) -> int:
                 f"{batch.bad} unreadable",
                 "the log (source.item.skipped) names each unreadable object",
             )
+            report(
+                bool(batch.changed),
+                f"source {settings.source.kind}: holds appointments",
+                "the source holds no calendar objects at all: is the folder mounted, the calendar the right one?",
+            )
             failures += onboarding.check_coverage(settings, [e for v in batch.changed.values() for e in v])
         finally:
             source.close()
@@ -418,13 +477,20 @@ def _checks(settings: Settings, *, write_probe: bool = False) -> int:
         sink = open_sink(settings, settings.reminders)
         try:
             _describe(sink)
-            count = sum(1 for _ in sink.managed())
+            mine, foreign = planning.ours(list(sink.managed()), owner_of(settings))
+            count = len(mine)
             kinds = sorted(sink.kinds())
             report(
                 bool(kinds),
                 f"reminders {settings.reminders.kind}: holds {count} of our items",
                 "set events_path/events_url/calendar_id in [reminders]",
             )
+            if foreign:
+                # a warning, not a failure: they are left alone, byte for byte
+                print(
+                    f"[warn] reminders: {sum(foreign.values())} items carry callsheet's key but are not this "
+                    "installation's (another worker's, or copies); they are never touched"
+                )
             for kind in kinds if write_probe else ():
                 try:
                     _probe(sink, kind, now)
@@ -448,6 +514,9 @@ def _checks(settings: Settings, *, write_probe: bool = False) -> int:
         refused("reminders", settings.reminders.kind, exc)
     except (ConnectorError, ConfigError) as exc:
         report(False, f"reminders {settings.reminders.kind}: {exc}", f"check [reminders] in {settings.path}")
+    stopped = health.guard_stop(settings)
+    if stopped is not None:
+        report(False, f"the last pass was stopped by a guard: {stopped[0]}", stopped[1])
     print("all checks passed" if not failures else f"{failures} check(s) failed")
     if auth_failures:
         return EXIT_AUTH

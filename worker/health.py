@@ -215,3 +215,15 @@ def alert_if_failing(settings: Settings, now: datetime, error: str) -> bool:
 def way_out(exc: BaseException) -> str:
     """The named way out of a guard, for messages ("" for other errors)."""
     return exc.way_out if isinstance(exc, GuardError) else ""
+
+
+GUARDS = ("SourceLossError", "MassDeletionError", "ClockError")
+
+
+def guard_stop(settings: Settings) -> tuple[str, str] | None:
+    """When the last pass was stopped by a guard: its cause in words and the way out (for check)."""
+    beat = read_health(settings.state_dir) or {}
+    error = str(beat.get("error") or "")
+    if beat.get("outcome") != "failed" or error not in GUARDS:
+        return None
+    return _CAUSES[error], _FIXES[error].format(config=settings.path)

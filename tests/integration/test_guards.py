@@ -416,3 +416,48 @@ def test_a_recurrence_bomb_is_skipped_not_paid_for_every_day(
 def test_accept_flags_exist_on_run_only() -> None:
     """The named ways out are flags of `run` (docs/commands.md)."""
     assert Accept(source_loss=True).source_loss and not Accept().deletions
+
+
+def test_check_names_the_guard_that_stopped_the_last_pass_and_its_way_out(
+    big: Practice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the loop hit the source-loss guard, check fails and prints the flag that accepts it."""
+    from worker import runner
+
+    settings = load_settings(big.config)
+    runner.loop(settings, timedelta(minutes=5), clock=lambda: NOW, max_passes=1, stop=runner.Stop())
+    for path in big.calendar.glob("*.ics"):
+        path.unlink()
+    runner.loop(
+        settings,
+        timedelta(minutes=5),
+        clock=lambda: NOW + timedelta(minutes=5),
+        max_passes=1,
+        stop=runner.Stop(),
+    )
+    capsys.readouterr()
+    assert main(["--config", str(big.config), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "[!!] source vdir: holds appointments" in out  # an empty source fails the check
+    assert "stopped by a guard" in out and "--accept-source-loss" in out
+
+
+def test_check_warns_about_another_installations_items(
+    practice: Practice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Items with our key but another owner mark are counted by check as left alone."""
+    practice.add(
+        "cameron-missed", vevent("cameron-missed", "Cameron Tate no show", local("2026-03-09 14:00"))
+    )
+    assert _run(practice) == 0
+    (ours,) = practice.events_dir.glob("*.ics")
+    other = practice.events_dir / ours.name.replace("-e1.ics", "-e2.ics")
+    other.write_text(
+        ours.read_text().replace("-e1", "-e2").replace("X-CALLSHEET-OWNER:", "X-CALLSHEET-OWNER:0")
+    )
+    capsys.readouterr()
+    main(["--config", str(practice.config), "check"])
+    assert (
+        "[warn] reminders: 1 items carry callsheet's key but are not this installation's"
+        in capsys.readouterr().out
+    )

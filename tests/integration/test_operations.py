@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.ical import read_item
-from tests.practice import Practice, local, vevent
+from tests.practice import ClientSpec, Practice, local, vevent
 from worker import runner
 from worker.cli import main
 from worker.config import load_settings
@@ -189,11 +189,41 @@ def test_status_table_and_json(practice: Practice, capsys: pytest.CaptureFixture
         "calls",
         "Days",
         "since",
+        "Next",
+        "call",
         "Status",
         "Rhythm",
         "Pause",
     ]
     assert "Avery" not in table  # aliases only
+    # a call due later shows today (Cameron missed Monday and has nothing booked)
+    assert [c["reason"] for c in by_id["c003"]["upcoming_calls"]] == ["not_rebooked"]
+    assert "(did not rebook)" in table
+
+
+def test_plan_table_shows_what_a_pass_does_and_what_is_coming(
+    practice: Practice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan table lists every need a pass would write (stale ones with --include-stale) and the upcoming ones."""
+    _setup(practice)
+    practice.add("avery-old", vevent("avery-old", "Devon Ueda", local("2025-12-01 10:00")))
+    old = ClientSpec("c005", "Emery Vance")
+    practice.clients = (*practice.clients, old)
+    practice.write_config()
+    practice.add("emery-old", vevent("emery-old", "Emery Vance no show", local("2026-01-05 10:00")))
+    now = "2026-03-11T12:00:00-05:00"
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "plan", "--now", now]) == 0
+    plain = capsys.readouterr().out
+    assert "Coming up" in plain and "stale" in plain and "(stale)" not in plain
+    assert main(["--config", str(practice.config), "plan", "--include-stale", "--now", now]) == 0
+    stale = capsys.readouterr().out
+    assert "(stale)" in stale
+    assert main(["--config", str(practice.config), "plan", "--include-stale", "--json", "--now", now]) == 0
+    creates = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    created = [x for x in creates if x["action"] == "create"]
+    table_rows = [line for line in stale.split("\n\n")[0].splitlines()[2:] if line.strip()]
+    assert len(table_rows) == len(created)  # the table hides nothing the pass would write
 
 
 def test_purge_touches_only_our_items(practice: Practice, capsys: pytest.CaptureFixture[str]) -> None:
