@@ -148,7 +148,12 @@ def open_source(settings: Settings, source: SourceSettings) -> Source:
 
 
 def open_sink(settings: Settings, reminders: ReminderSettings) -> Sink:
-    """Build the configured reminder sink."""
+    """Build the configured reminder sink, after checking it is no source (`check_locations`).
+
+    Raises:
+        ConfigError: the reminders would be written into an appointment calendar.
+    """
+    check_locations(settings)
     cls = _load(_SINKS, reminders.kind, "reminders")
     built: Sink = cls(settings, reminders)
     return built

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import sqlite3
 import sys
 import traceback
@@ -24,12 +23,11 @@ from worker import log as logsetup
 from worker.config import Settings, default_config_path, load_settings
 from worker.durations import parse_duration
 from worker.errors import AuthError, ConfigError, ConnectorError, LockedError, StateError, WorkerError
-from worker.model import CallNeed, Reason
+from worker.output import EXIT_AUTH, EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
     from worker.runner import Accept
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_AUTH = 0, 1, 2, 3
 
 log = structlog.get_logger()
 
@@ -310,33 +308,6 @@ def _accept(args: argparse.Namespace) -> Accept:
     from worker.runner import Accept
 
     return Accept(source_loss=args.accept_source_loss, deletions=args.accept_deletions)
-
-
-def need_json(need: CallNeed, action: str, tz: object, state: str | None = None) -> str:
-    """One line of `plan --json` (`state` overrides the need's own: "handled")."""
-    return json.dumps(
-        {
-            "client": need.client_id,
-            "reason": need.reason.value,
-            "state": state or need.state,
-            "due": need.due.astimezone(tz).isoformat(),  # type: ignore[arg-type]
-            "anchor": need.anchor,
-            "key": need.key,
-            "action": action,
-        }
-    )
-
-
-REASON_TEXT = {
-    Reason.LATE: "late, not arrived",
-    Reason.NO_SHOW: "missed appointment",
-    Reason.NOT_REBOOKED: "did not rebook",
-    Reason.CANCELLED_NOT_REBOOKED: "cancelled, not rebooked",
-    Reason.LAPSED: "keeps cancelling",
-    Reason.ACQUAINTED_CONFLICT: "meets an acquaintance",
-    Reason.DOUBLE_BOOKED: "double-booked",
-    Reason.TERMINATION_LETTER: "send termination letter",
-}
 
 
 if __name__ == "__main__":

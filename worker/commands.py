@@ -15,7 +15,6 @@ from pathlib import Path
 
 from connectors.base import Sink, open_sink, open_source, owner_of
 from worker import health, planning, runner
-from worker.cli import EXIT_AUTH, EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
 from worker.config import Settings, load_settings
 from worker.errors import AuthError, ConfigError, ConnectorError, LockedError
 from worker.model import (
@@ -29,6 +28,7 @@ from worker.model import (
     reminder_key,
 )
 from worker.onboarding import commands as onboarding
+from worker.output import EXIT_AUTH, EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
 from worker.roster import Roster
 from worker.state import State, run_lock, secure_dir
 

@@ -100,7 +100,7 @@ def run_pass(
     structlog.contextvars.bind_contextvars(run_id=run_id)
     try:
         if sink is None:
-            check_locations(settings)
+            check_locations(settings)  # before anything is read (open_sink checks again)
         if dry_run:
             state = State.snapshot(settings.state_dir)
             return _pass(

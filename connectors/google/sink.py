@@ -79,10 +79,6 @@ class GoogleSink(Capabilities):
                     )
                 ]
             )
-        if source_calendar_clash(settings, self.calendar_id):
-            raise ConfigError(
-                [Problem(f"{settings.path} [reminders]", "calendar_id must not be a [source] calendar")]
-            )
         self._kinds: frozenset[ItemKind] = frozenset(wanted)
         scopes = []
         if "event" in wanted:
@@ -417,9 +413,3 @@ class GoogleSink(Capabilities):
 
     def close(self) -> None:
         self.api.close()
-
-
-def source_calendar_clash(settings: Settings, calendar_id: str | None) -> bool:
-    """True when the calls calendar is one the practice reads (we never write the source)."""
-    source = settings.source
-    return bool(calendar_id) and source.kind == "google" and calendar_id in source.all_calendar_ids

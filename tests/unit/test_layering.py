@@ -101,3 +101,18 @@ def test_the_checks_catch_what_they_look_for() -> None:
         "9: worker.runner",
     ]
     assert clock_reads(source) == ["10: datetime.now()", "10: time.monotonic()", "10: datetime.now()"]
+
+
+def test_commands_never_import_the_command_line() -> None:
+    """worker/commands.py and the steps of a pass import no `worker.cli` (the CLI imports them, not back)."""
+    for name in ("commands", "runner", "sync", "planning", "apply", "health", "output"):
+        source = (ROOT / "worker" / f"{name}.py").read_text(encoding="utf-8")
+        assert [m for _, m in imported_modules(source) if m == "worker.cli"] == [], name
+
+
+def test_connectors_never_import_the_worker_steps() -> None:
+    """Connectors see the model, errors, identity and config, never the runner or its steps."""
+    steps = {f"worker.{n}" for n in ("runner", "sync", "planning", "apply", "health", "commands", "cli")}
+    for path in (ROOT / "connectors").rglob("*.py"):
+        found = [m for _, m in imported_modules(path.read_text(encoding="utf-8")) if m in steps]
+        assert found == [], path
