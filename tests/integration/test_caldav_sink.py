@@ -341,6 +341,7 @@ def test_check_lists_the_calendars_and_proves_writes(
 ) -> None:
     """`callsheet check` on CalDAV names each calendar, says the tasks one takes VTODO, and writes a probe of each kind."""
     source = dav_server.make_collection()
+    source.put("visit", vcalendar(vevent("visit", "Avery Quinn", local("2026-03-12 10:00"))))
     events, tasks = dav_server.make_collection(), dav_server.make_collection(components=("VTODO",))
     config = _practice(tmp_path, events.url, tasks.url, source=source.url).config
     capsys.readouterr()

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.practice import Practice, local, vevent
-from worker import commands, demo, runner
+from worker import checks, demo, runner
 from worker.cli import main
 from worker.errors import AuthError
 
@@ -139,7 +139,7 @@ def test_check_wrong_password_exits_3_with_runs_words(
     def refuse(*_: object, **__: object) -> None:
         raise AuthError("the server refused the username or password for https://dav.test/cal/ (HTTP 401)")
 
-    monkeypatch.setattr(commands, "open_source", refuse)
+    monkeypatch.setattr(checks, "open_source", refuse)
     assert main(["--config", str(practice.config), "check"]) == 3
     out = capsys.readouterr().out
     assert "[!!] source vdir: authorisation needed: the server refused the username or password" in out
