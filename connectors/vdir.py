@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ import structlog
 from connectors.base import Capabilities, Receipt
 from connectors.ical import build_item, complete_item, parse_calendar, read_item, update_item
 from worker.errors import ConflictError, ConnectorError, DataError, RefusedError
+from worker.files import create_private, write_private
 from worker.identity import file_name, parse_file_name
 from worker.model import ItemKind, Managed, Reminder, SourceBatch, Window
 
@@ -183,21 +183,11 @@ def _etag(path: Path) -> str:
 
 
 def _write_atomic(path: Path, data: bytes, *, exclusive: bool) -> None:
-    """Write a whole file or nothing; with `exclusive`, fail if it already exists."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".callsheet-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        if exclusive:
-            os.link(tmp, path)  # atomic create-if-absent
-        else:
-            os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    """Write a whole file or nothing (0600); with `exclusive`, fail if it already exists."""
+    if exclusive:
+        create_private(path, data)  # atomic create-if-absent
+    else:
+        write_private(path, data)
 
 
 class VdirSink(Capabilities):

@@ -3,6 +3,9 @@
 Every problem in both files is collected and reported at once, each with its file, line and
 key, as one ConfigError (exit code 2). Messages name keys and never echo client data. This is
 the only module that reads os.environ (for CALLSHEET_CONFIG and password_env).
+
+Longer than ~400 lines on purpose: every key's model, its check and its message in words live
+together, so the config has one source of truth (docs/design.md "Extensions to the contracts").
 """
 
 from __future__ import annotations

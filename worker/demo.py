@@ -9,11 +9,12 @@ a weekly series with an exception and a moved session, and personal events.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from worker.files import write_private
 
 TIMEZONE = "America/Chicago"
 
@@ -195,9 +196,7 @@ def _roster() -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    write_private(path, text)
 
 
 # the demo's office hours (CONFIG): Monday to Friday, 09:00-17:00

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import assert_never
 
 from worker.model import (
     Action,
@@ -210,4 +211,5 @@ def action_name(action: Action) -> str:
             return "resolve"
         case Tombstone() | Keep():
             return "none"
-    return "none"
+        case _:
+            assert_never(action)

@@ -5,6 +5,9 @@ wrap-up appointment; voicemails never say what kind of practice is calling. Ever
 states only what callsheet knows (`History`): a letter says a call was made only when one was
 suggested and handled, and names the last appointment the client attended, not one missed.
 Pure: no I/O, no clock. All reason-specific words live in one table, `TEXTS`.
+
+Longer than ~400 lines on purpose: it is mostly words (the per-reason TEXTS table, the
+letter and the withdrawal notes), which a reviewer reads in one place.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Files are 0600 in a 0700 folder. The schema is versioned (PRAGMA user_version) a
 forward on open. Writes are transactional; the runner commits after every applied action, so
 a crash loses at most the record of one write, which the next pass adopts by key. A corrupt
 database is moved aside (never overwritten) and rebuilt from what the sink holds.
+
+Longer than ~400 lines on purpose: one table per concern, each with its few queries; the
+migrations and the corruption rules need to sit next to the schema they guard.
 """
 
 from __future__ import annotations

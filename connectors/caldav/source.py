@@ -22,6 +22,9 @@ changed costs one request per collection.
 
 Recurring objects (and objects that lie beyond the window) are fetched again when the window
 moves. Recurrences are expanded locally (connectors.ical), never by the server.
+
+Slightly over ~400 lines: the sync-collection REPORT, its continuation and the daily full
+listing share their cursor handling.
 """
 
 from __future__ import annotations

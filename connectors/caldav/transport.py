@@ -19,6 +19,9 @@ Every request of the CalDAV connector goes through `Transport.request`, which
 
 Messages and log lines name collections by URL (never with credentials), objects by href, and
 never carry event text.
+
+Longer than ~400 lines on purpose: the deadlines, size caps, redirects, auth back-off and
+the status-to-error table must be read together; splitting them would hide how they interact.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import contextlib
 import hashlib
 import ipaddress
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -61,6 +63,7 @@ from worker.errors import (
     RefusedError,
     TransientError,
 )
+from worker.files import write_private
 
 if TYPE_CHECKING:
     from worker.config import Settings, _Account
@@ -450,9 +453,7 @@ class AuthBackoff:
         if not self.file.parent.is_dir():
             return
         with contextlib.suppress(OSError):
-            fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out)
+            write_private(self.file, json.dumps(data))
 
     def waiting(self) -> tuple[int, datetime] | None:
         """(refusals so far, when the next try is due) while the wait lasts, else None."""

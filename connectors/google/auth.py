@@ -10,10 +10,7 @@ are left exactly as they were. No network here except the refresh itself.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urljoin
@@ -22,6 +19,7 @@ import google.auth.exceptions
 import google.auth.transport
 from google.oauth2.credentials import Credentials
 
+from worker import files
 from worker.errors import AuthError, ConfigError, Problem, TransientError
 
 _AUTH = "https://www.googleapis.com/auth/"
@@ -76,19 +74,9 @@ def token_uri_for(api_endpoint: str | None) -> str:
 
 
 def write_private(path: Path, data: str) -> None:
-    """Write a whole file or nothing (temporary file + rename), mode 0600."""
+    """Write a whole file or nothing (temporary file + rename), mode 0600, in a 0700 folder."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    files.write_private(path, data)
 
 
 def save_credentials(path: Path, credentials: Credentials) -> None:

@@ -17,6 +17,9 @@ Writing: a Reminder becomes an event body (id = `identity.google_event_id(key, g
 private extended properties with the key and the owner mark, private, transparent, a popup
 alarm, no attendees) or a task body (the notes end with a separator and the key line, which
 carries the item's UID and owner mark; the date-only due in the practice time zone).
+
+Longer than ~400 lines on purpose: every Google field's reading rule, with the
+documentation it follows, is in this one conversion module (no network here).
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ unknown, never "completed by the therapist"; the next task written makes the lis
 so the key line (after a separator at the end of the notes, found anywhere in them) names
 them, and the list is re-read before an insert is retried. Only items carrying our key are
 ever touched; items already deleted are not deleted again.
+
+Slightly over ~400 lines: events and tasks share the ownership rules and the task-list
+bookkeeping.
 """
 
 from __future__ import annotations

@@ -269,3 +269,40 @@ def test_check_lists_every_check_and_the_fix(practice: Practice, capsys: pytest.
     practice.calendar.rename(practice.root / "gone")
     assert main(["--config", str(practice.config), "check"]) == 1
     assert "source vdir: the source folder" in capsys.readouterr().out
+
+
+def test_run_once_records_any_failure_in_health(
+    practice: Practice, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under cron, a failing `run --once` (even an unexpected error) is recorded, so the alert can fire."""
+    _setup(practice)
+
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "run_pass", broken)
+    assert main(["--config", str(practice.config), "run", "--once"]) == 1
+    beat = runner.read_health(load_settings(practice.config).state_dir)
+    assert beat is not None and beat["outcome"] == "failed" and beat["error"] == "RuntimeError"
+    assert "boom" not in json.dumps(beat)  # the class, never the message
+
+
+def test_check_health_follows_the_loops_interval(
+    practice: Practice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check --health` judges the age of the last good pass by the interval the loop runs at."""
+    _setup(practice)
+    settings = load_settings(practice.config)
+    now = datetime.now(UTC)
+    runner.write_health(
+        settings.state_dir, now=now - timedelta(minutes=40), outcome="ok", counts={}, every=timedelta(hours=1)
+    )
+    assert main(["--config", str(practice.config), "check", "--health"]) == 0  # 40 min < 3 x 1 h
+    runner.write_health(
+        settings.state_dir,
+        now=now - timedelta(minutes=40),
+        outcome="ok",
+        counts={},
+        every=timedelta(minutes=5),
+    )
+    assert main(["--config", str(practice.config), "check", "--health"]) == 1  # 40 min > 3 x 5 min
