@@ -11,6 +11,7 @@ property names and UID rules.
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -128,6 +129,48 @@ def _too_dense(rule: object) -> bool:
 MAX_WALK = 100_000
 _PERIOD_DAYS = {"YEARLY": 365, "MONTHLY": 28, "WEEKLY": 7, "DAILY": 1}
 _MULTIPLIERS = ("BYMONTH", "BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY", "BYHOUR", "BYMINUTE", "BYSECOND")
+
+
+# -- a cheap look at raw text, before parsing (vdir and CalDAV share it) ----------------------
+
+_RECURRING_HINTS = (b"RRULE", b"RDATE", b"RECURRENCE-ID")
+_DTSTART_DAY = re.compile(rb"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
+# Time zone definitions carry RRULEs and DTSTARTs of their own: they say nothing about events.
+_VTIMEZONE = re.compile(rb"^BEGIN:VTIMEZONE.*?^END:VTIMEZONE\r?\n?", re.MULTILINE | re.DOTALL)
+
+
+def is_recurring(data: bytes) -> bool:
+    """True when the object holds a series (time zone rules do not count)."""
+    body = _VTIMEZONE.sub(b"", data)
+    return any(hint in body for hint in _RECURRING_HINTS)
+
+
+def dtstart_days(data: bytes) -> list[bytes]:
+    """The raw DTSTART dates (YYYYMMDD) of the object's components, time zone rules left out."""
+    days: list[bytes] = _DTSTART_DAY.findall(_VTIMEZONE.sub(b"", data))
+    return days
+
+
+def placement(data: bytes, window: Window) -> str:
+    """Where a stored object lies, from its raw text (no parsing).
+
+    "recurring": it has a recurrence (re-expand it whenever the window moves); "before" /
+    "after": a one-off whose DTSTART dates all fall before / after the window (a day of slack
+    for time zones): nothing to parse now, and "after" is read again once the window reaches
+    it; "inside": parse it (also when no DTSTART is found: the parser says what is wrong).
+    """
+    if is_recurring(data):
+        return "recurring"
+    days = dtstart_days(data)
+    if not days:
+        return "inside"
+    low = (window.start - timedelta(days=1)).strftime("%Y%m%d").encode()
+    high = (window.end + timedelta(days=1)).strftime("%Y%m%d").encode()
+    if all(day < low for day in days):
+        return "before"
+    if all(day > high for day in days):
+        return "after"
+    return "inside"
 
 
 def walk_bound(rule: Any, dtstart: date | datetime, until: datetime) -> int:

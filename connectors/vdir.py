@@ -13,17 +13,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import stat
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
 from connectors.base import Capabilities, Receipt
-from connectors.ical import build_item, complete_item, parse_calendar, read_item, update_item
+from connectors.ical import build_item, complete_item, parse_calendar, placement, read_item, update_item
 from worker.errors import ConflictError, ConnectorError, DataError, RefusedError
 from worker.files import create_private, write_private
 from worker.identity import file_name, parse_file_name
@@ -33,11 +32,6 @@ if TYPE_CHECKING:
     from worker.config import ReminderSettings, Settings, SourceSettings
 
 log = structlog.get_logger()
-
-_RECURRING_HINTS = (b"RRULE", b"RDATE", b"RECURRENCE-ID")
-_DTSTART_DAY = re.compile(rb"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
-# Time zone definitions carry RRULEs and DTSTARTs of their own: they say nothing about events.
-_VTIMEZONE = re.compile(rb"BEGIN:VTIMEZONE.*?END:VTIMEZONE\r?\n?", re.DOTALL)
 
 
 # A calendar object is a few kilobytes; a file this large is a mistake or an attack.
@@ -76,29 +70,6 @@ def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
 
 def _stamp(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
-
-
-def _placement(data: bytes, window: Window) -> str:
-    """Where a stored object lies, from a cheap look at its raw text (no parsing).
-
-    "recurring": it has a recurrence (re-expand it whenever the window moves);
-    "before" / "after": a one-off whose DTSTART dates all fall before / after the window (with a
-    day of slack for time zones): nothing to parse now, and "after" is read again once the
-    window reaches it; "inside": parse it.
-    """
-    events = _VTIMEZONE.sub(b"", data)
-    if any(hint in events for hint in _RECURRING_HINTS):
-        return "recurring"
-    days = _DTSTART_DAY.findall(events)
-    if not days:
-        return "inside"  # let the parser say what is wrong with it
-    low = (window.start - timedelta(days=1)).strftime("%Y%m%d").encode()
-    high = (window.end + timedelta(days=1)).strftime("%Y%m%d").encode()
-    if all(day < low for day in days):
-        return "before"
-    if all(day > high for day in days):
-        return "after"
-    return "inside"
 
 
 class VdirSource(Capabilities):
@@ -145,7 +116,7 @@ class VdirSource(Capabilities):
                 batch.bad += 1
                 files.pop(entry.name)
                 continue
-            where = _placement(data, window)
+            where = placement(data, window)
             if where in ("recurring", "after"):
                 revisit.add(entry.name)
             if where in ("before", "after"):

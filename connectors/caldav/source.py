@@ -29,7 +29,6 @@ listing share their cursor handling.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -56,7 +55,7 @@ from connectors.caldav.transport import (
     public_url,
     short_hash,
 )
-from connectors.ical import parse_calendar
+from connectors.ical import dtstart_days, is_recurring, parse_calendar
 from worker.errors import ConfigError, ConnectorError, DataError, Problem
 from worker.model import SourceBatch, Window
 
@@ -66,10 +65,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 CURSOR_VERSION = 1
-_RECURRING_HINTS = (b"RRULE", b"RDATE", b"RECURRENCE-ID")
-_DTSTART_DAY = re.compile(rb"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
-# VTIMEZONE blocks carry RRULEs and DTSTARTs of their own: not the appointment's
-_VTIMEZONE = re.compile(rb"^BEGIN:VTIMEZONE.*?^END:VTIMEZONE", re.MULTILINE | re.DOTALL)
 
 
 @dataclass(slots=True)
@@ -272,10 +267,10 @@ class CalDavSource(Capabilities):
                 continue
             etags[path] = tag
             item = self.item_id(url, path)
-            if _is_recurring(data):
+            if is_recurring(data):
                 recurring.add(path)
             else:
-                days = _dtstart_days(data)
+                days = dtstart_days(data)
                 if days and all(d < low or d > high for d in days):
                     # a one-off plainly outside the window: nothing to parse (history, or later)
                     batch.changed[item] = []
@@ -295,7 +290,7 @@ class CalDavSource(Capabilities):
                 log.warning("source.item.skipped", source=self.name, item=path, problem=str(exc))
                 batch.bad += 1
                 continue  # the etag stays: a broken object is reported once, not every pass
-            if not events and path not in recurring and any(d >= soon for d in _dtstart_days(data)):
+            if not events and path not in recurring and any(d >= soon for d in dtstart_days(data)):
                 later.add(path)
             batch.changed[item] = events
         batch.removed |= {self.item_id(url, p) for p in removed}
@@ -428,18 +423,6 @@ class CalDavSource(Capabilities):
 
     def close(self) -> None:
         self._dav.close()
-
-
-def _is_recurring(data: bytes) -> bool:
-    """True when the object holds a series (a cheap scan; time zone rules do not count)."""
-    body = _VTIMEZONE.sub(b"", data)
-    return any(hint in body for hint in _RECURRING_HINTS)
-
-
-def _dtstart_days(data: bytes) -> list[bytes]:
-    """The raw DTSTART dates (YYYYMMDD) of the object's components, time zone rules left out."""
-    days: list[bytes] = _DTSTART_DAY.findall(_VTIMEZONE.sub(b"", data))
-    return days
 
 
 def _day(moment: datetime) -> bytes:

@@ -277,7 +277,7 @@ def test_far_future_booking_is_seen_when_the_window_reaches_it(
 
 def test_time_zone_blocks_do_not_make_a_file_recurring(practice: Practice) -> None:
     """A one-off carrying a VTIMEZONE (with its own RRULEs) is not re-parsed when the window moves."""
-    from connectors.vdir import _placement
+    from connectors.ical import placement as _placement
     from worker.model import Window
 
     tzblock = (
