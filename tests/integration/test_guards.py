@@ -461,3 +461,27 @@ def test_check_warns_about_another_installations_items(
         "[warn] reminders: 1 items carry callsheet's key but are not this installation's"
         in capsys.readouterr().out
     )
+
+
+def test_items_written_by_the_previous_version_are_adopted_not_duplicated(
+    practice: Practice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`callsheet-<key>.ics` items without an owner mark (the earlier form) are recognised and kept."""
+    import re
+
+    practice.add(
+        "cameron-missed", vevent("cameron-missed", "Cameron Tate no show", local("2026-03-09 14:00"))
+    )
+    assert _run(practice) == 0
+    for folder in (practice.events_dir, practice.tasks_dir):
+        (path,) = folder.glob("*.ics")
+        text = re.sub(r"(callsheet-[0-9a-v]{26})-[et]1", r"\1", path.read_text())
+        text = re.sub(r"X-CALLSHEET-OWNER:[0-9a-f]+\r?\n", "", text)
+        path.unlink()
+        (folder / re.sub(r"-[et]1\.ics$", ".ics", path.name)).write_text(text)
+    shutil.rmtree(practice.root / "var")  # as if state were rebuilt on upgrade
+    assert _run(practice) == 0
+    assert len(list(practice.events_dir.glob("*.ics"))) == 1  # adopted, not written again
+    assert len(list(practice.tasks_dir.glob("*.ics"))) == 1
+    (need,) = [x for x in _plan(practice, capsys) if x["state"] == "due"]
+    assert need["action"] == "keep"

@@ -98,3 +98,33 @@ def test_cancellation_without_a_time_dates_from_when_it_was_noticed(
         "due",
         "2026-03-14T09:00:00-05:00",
     )
+
+
+def test_schema_1_migrates_keeping_records_as_the_legacy_generation(tmp_path: Path) -> None:
+    """A state written by the previous version opens as schema 2: records kept (generation 0), objects filled."""
+    import sqlite3
+
+    from worker import state as state_mod
+
+    folder = tmp_path / "var"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "state.db", isolation_level=None)
+    for statement in state_mod._MIGRATIONS[1].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO reminders (key, kind, status, created_at, updated_at) VALUES ('k', 'event', 'tombstone', 't', 't')"
+    )
+    db.execute(
+        "INSERT INTO occurrences (source, id, item, uid, rid, start, end) VALUES ('practice', 'u|', 'a.ics', 'u', '', 's', 'e')"
+    )
+    db.close()
+    state = state_mod.State.open(folder)
+    try:
+        assert state.conn.execute("PRAGMA user_version").fetchone()[0] == state_mod.SCHEMA_VERSION == 2
+        (record,) = state.records().values()
+        assert (record.status, record.generation) == ("tombstone", 0)
+        assert state.objects("practice") == {"a.ics"}
+    finally:
+        state.close()
