@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 import icalendar
-import recurring_ical_events
 from icalendar import Alarm, Calendar, Todo
 from icalendar import Event as VEvent
 
@@ -254,6 +253,8 @@ def parse_calendar(
         raise
     except Exception as exc:
         raise DataError(f"unreadable event properties ({type(exc).__name__})", item=item) from exc
+    import recurring_ical_events  # with x_wr_timezone and click: only when a file changed
+
     try:
         query = recurring_ical_events.of(calendar, skip_bad_series=False)
         # One bounded query for the whole window: `after()` re-walks each series from its

@@ -22,7 +22,6 @@ from worker.model import (
     CallNeed,
     ClientId,
 )
-from worker.onboarding import commands as onboarding
 from worker.output import EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
 from worker.roster import Roster
 from worker.state import State, run_lock
@@ -193,6 +192,8 @@ def plan(settings: Settings, now: datetime, *, as_json: bool, include_stale: boo
 
 def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
     """The caseload, most in need of attention first."""
+    from worker.onboarding import commands as onboarding  # only here: a pass never needs it (start-up)
+
     outcome = runner.run_pass(settings, now, dry_run=True)
     appointments = outcome.plan.appointments
     open_keys = {key for (key, _kind), item in outcome.plan.held.items() if item.status == "open"}

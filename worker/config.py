@@ -137,6 +137,8 @@ class SourceSettings(_Account):
     calendar_id: str | None = None
     calendar_ids: tuple[str, ...] = ()
     calendar: str | None = None  # CalDAV: the calendar's display name (url is then where to look)
+    # a session that vanishes from a series still there (an EXDATE) is a cancellation (Zimbra)
+    exdate_is_cancellation: StrictBool = False
 
     @property
     def all_urls(self) -> tuple[str, ...]:

@@ -384,6 +384,7 @@ class State:
         window_end: datetime,
         cursor: Mapping[str, object],
         now: datetime,
+        exdate_is_cancellation: bool = False,
     ) -> None:
         """Store what a source read returned, and its new cursor, in one transaction.
 
@@ -391,6 +392,10 @@ class State:
         window are history and stay). An occurrence that disappears from an object that is
         still there (an EXDATE) is simply dropped; the occurrences of an object that is gone
         and that had not started yet count as cancelled from `now` (vanished before its start).
+        With `exdate_is_cancellation` (a per-source quirk for servers such as Zimbra that store
+        a cancelled session as an EXDATE), an occurrence that disappears from an object that is
+        still there is treated like one of a vanished object: cancelled from `now` when it had
+        not started, kept as it was when it had (history).
         """
         lo, hi = _iso(window_start), _iso(window_end)
         with self.transaction() as db:
@@ -414,6 +419,16 @@ class State:
                     (source, item, lo, hi),
                 ).fetchall()
                 drop = [r[0] for r in rows if r[0] not in keep]
+                if exdate_is_cancellation:
+                    stamp = _iso(now)
+                    # not started: a cancellation noticed now; started or over: history, as it was
+                    db.executemany(
+                        """UPDATE occurrences SET cancelled = 1, busy = 0,
+                               cancelled_at = COALESCE(cancelled_at, ?), vanished_at = COALESCE(vanished_at, ?)
+                           WHERE source = ? AND id = ? AND start > ?""",
+                        [(stamp, stamp, source, i, stamp) for i in drop],
+                    )
+                    drop = []
                 db.executemany(
                     "DELETE FROM occurrences WHERE source = ? AND id = ?", [(source, i) for i in drop]
                 )

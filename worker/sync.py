@@ -129,6 +129,7 @@ def sync_source(
         window_end=window.end,
         cursor=batch.cursor,
         now=now,
+        exdate_is_cancellation=settings.source.exdate_is_cancellation,
     )
     counts["changed"] += len(batch.changed)
     counts["removed"] += len(batch.removed)

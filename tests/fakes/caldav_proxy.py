@@ -13,7 +13,8 @@ proxy refuses, hides, rewrites or delays answers the way that server would. Prof
 - `sogo`: `If-None-Match` ignored; a calendar-query without a component filter answers nothing;
   an unknown sync token is answered with an ordinary, empty 207.
 - `ox` (mailbox.org): a PUT that overwrites without `If-Match` is refused (409); unknown token 207.
-- `zimbra`: `If-None-Match` ignored.
+- `zimbra`: `If-None-Match` ignored; a stored series whose cancelled session (an override with
+  `STATUS:CANCELLED`) is turned into an EXDATE on the series, the override dropped (CH:1552).
 - `stalwart`: an unknown token gets an ordinary 207; with `truncate_sync` a token-less listing is
   truncated (507 inside the multistatus, no new token), as Stalwart does past 2000 objects.
 - `throttled`: the sync REPORT is answered 429/503 with Retry-After first.
@@ -67,6 +68,7 @@ class Profile:
     truncate_sync: int = 0  # a token-less sync lists at most n members, then a 507
     moved_from: str = ""  # a path prefix clients use that the server moved away from
     redirect_status: int = 301
+    cancelled_to_exdate: bool = False  # a PUT's cancelled override becomes an EXDATE on its series
 
 
 PROFILES = {
@@ -77,7 +79,7 @@ PROFILES = {
         Profile("nextcloud", trash_bin=True),  # `shared` is set to the source calendar by the fixture
         Profile("sogo", ignore_if_none_match=True, empty_bare_query=True, unknown_token_207=True),
         Profile("ox", require_if_match=True, unknown_token_207=True),
-        Profile("zimbra", ignore_if_none_match=True),
+        Profile("zimbra", ignore_if_none_match=True, cancelled_to_exdate=True),
         # Stalwart truncates at 2000 objects (the truncation test lowers that to 2)
         Profile("stalwart", unknown_token_207=True),
         Profile("throttled", throttle_sync=1),
@@ -190,6 +192,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             if profile.ignore_if_none_match:
                 headers = {k: v for k, v in headers.items() if k.lower() != "if-none-match"}
+            if profile.cancelled_to_exdate:
+                body = cancelled_to_exdate(body)
         if method == "DELETE" and profile.trash_bin and state.deletes[unquote(path)] >= 2:
             name = unquote(path).rsplit("/", 1)[-1].encode()
             self._refuse(403, SABRE_FORBIDDEN % name.replace(b".ics", b"-deleted.ics"))
@@ -305,6 +309,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_DELETE = do_OPTIONS = do_PROPFIND = do_REPORT = do_MKCALENDAR = _handle
     do_POST = do_PROPPATCH = do_HEAD = do_MOVE = do_COPY = _handle
+
+
+_VEVENT = re.compile(rb"BEGIN:VEVENT\r?\n.*?END:VEVENT\r?\n", re.DOTALL)
+_RID = re.compile(rb"^RECURRENCE-ID([;:].*?)\r?$", re.MULTILINE)
+
+
+def cancelled_to_exdate(body: bytes) -> bytes:
+    """Zimbra's way with a cancelled session: drop the override, add an EXDATE to the series."""
+    blocks = _VEVENT.findall(body)
+    cancelled = [b for b in blocks if _RID.search(b) and re.search(rb"^STATUS:CANCELLED\r?$", b, re.M)]
+    masters = [b for b in blocks if not _RID.search(b)]
+    if not cancelled or len(masters) != 1:
+        return body
+    master = masters[0]
+    newline = b"\r\n" if b"\r\n" in master else b"\n"
+    exdates = b"".join(b"EXDATE" + _RID.search(b).group(1) + newline for b in cancelled)  # type: ignore[union-attr]
+    end = master.rindex(b"END:VEVENT")
+    out = body.replace(master, master[:end] + exdates + master[end:])
+    for block in cancelled:
+        out = out.replace(block, b"")
+    return out
 
 
 class _Server(http.server.ThreadingHTTPServer):

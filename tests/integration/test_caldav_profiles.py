@@ -29,6 +29,7 @@ from tests.practice import local, vcalendar, vevent
 from worker.cli import main
 from worker.config import load_settings
 from worker.errors import ConflictError, RefusedError
+from worker.identity import file_name
 
 pytestmark = pytest.mark.usefixtures("fast_retries")
 
@@ -140,6 +141,63 @@ def test_create_never_overwrites_where_if_none_match_is_ignored(profile: str, pr
         with pytest.raises(ConflictError):
             sink.create(mine)
         assert b"Not ours" in dp.events.get(name)
+
+
+# -- 11. Zimbra: a cancelled session of a series is stored as an EXDATE -----------------------
+
+EMERY_SERIES = vevent("emery-weekly", "Emery Stone", local("2026-03-04 11:00"), rrule="FREQ=WEEKLY;COUNT=3")
+EMERY_CANCELLED = vevent(
+    "emery-weekly",
+    "Emery Stone",
+    local("2026-03-18 11:00"),
+    recurrence_id=local("2026-03-18 11:00"),
+    status="CANCELLED",
+    last_modified=local("2026-03-11 12:30"),
+)
+
+
+def _emery(lines: list[dict[str, str]]) -> list[tuple[str, str, str, str]]:
+    return [(x["reason"], x["anchor"], x["state"], x["due"]) for x in lines if x["client"] == "c005"]
+
+
+@pytest.mark.parametrize("quirk", [True, False])
+def test_zimbra_cancelled_session_counts_with_exdate_is_cancellation(
+    quirk: bool, profile_practice: Make, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The calendar app cancels next week's last session, Zimbra stores an EXDATE: with the quirk a call follows, without it none."""
+    proxy, dp = profile_practice("zimbra")
+    if quirk:
+        dp.practice.source += "exdate_is_cancellation = true\n"
+        dp.practice.write_config()
+    server, where = dp.source.server, f"{dp.source.path}emery-weekly.ics"
+
+    def put_through_zimbra(*parts: str) -> None:
+        status, _, _ = server._request("PUT", where, vcalendar(*parts).encode(), {}, port=proxy.port)
+        assert status in (201, 204)
+
+    put_through_zimbra(EMERY_SERIES)
+    assert dp.run(NOW) == 0, capsys.readouterr().err[-800:]
+    assert _emery(dp.plan(NOW, capsys)) == []  # 18 March is booked
+    put_through_zimbra(EMERY_SERIES, EMERY_CANCELLED)
+    stored = dp.source.get("emery-weekly")
+    assert b"EXDATE;TZID=America/Chicago:20260318T110000" in stored and b"CANCELLED" not in stored
+    assert dp.run(NEXT_DAY) == 0, capsys.readouterr().err[-800:]
+    if not quirk:  # the session never existed: Emery was last seen on 11 March
+        assert _emery(dp.plan(NEXT_DAY, capsys)) == [
+            ("not_rebooked", "emery-weekly|20260311T160000Z", "upcoming", "2026-03-18T11:50:00-05:00")
+        ]
+        return
+    # cancelled when the pass noticed (NEXT_DAY), so due after cancel_grace (2 days)
+    anchor = "emery-weekly|20260318T160000Z"
+    assert _emery(dp.plan(NEXT_DAY, capsys)) == [
+        ("cancelled_not_rebooked", anchor, "upcoming", "2026-03-14T12:00:00-05:00")
+    ]
+    later = "2026-03-14T13:00:00-05:00"
+    assert dp.run(later) == 0, capsys.readouterr().err[-800:]
+    [line] = [x for x in dp.plan(later, capsys) if x["client"] == "c005"]
+    assert (line["reason"], line["state"], line["action"]) == ("cancelled_not_rebooked", "due", "keep")
+    for collection, kind in ((dp.events, "event"), (dp.tasks, "task")):
+        assert file_name(line["key"], kind, 1) in collection.objects()
 
 
 # -- 10. OX, SOGo, Stalwart: an unknown token answered with an ordinary 207 ------------------

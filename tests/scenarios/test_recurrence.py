@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.practice import Practice, local, vevent
 from tests.scenarios.conftest import copy_golden, make_practice
 
 
@@ -155,3 +156,79 @@ def test_default_length_is_configurable(tmp_path, plan):
     p = make_practice(tmp_path / "p", rules={"default_length": "45m"})
     copy_golden(p, "no_dtend_default")
     assert plan(p, "2026-03-10T15:00")[0] == ("c001", "no_show", "due", "2026-03-10T10:45:00-05:00")
+
+
+# -- [source] exdate_is_cancellation (Zimbra stores a cancelled session as an EXDATE) ----------
+
+
+def _series(practice: Practice, exdates: tuple[str, ...] = (), count: int = 3) -> None:
+    """c001 weekly on Tuesdays at 10:00 from 3 March, `count` sessions, minus `exdates`."""
+    practice.add(
+        "series",
+        vevent(
+            "zimbra-series",
+            "Avery Quinn",
+            local("2026-03-03 10:00"),
+            rrule=f"FREQ=WEEKLY;COUNT={count}",
+            exdates=[local(x) for x in exdates],
+        ),
+    )
+
+
+def _quirk(tmp_path, on: bool) -> Practice:
+    practice = make_practice(tmp_path / "practice")
+    if on:
+        practice.source += "exdate_is_cancellation = true\n"
+        practice.write_config()
+    return practice
+
+
+@pytest.mark.parametrize(
+    ("on", "expected"),
+    [
+        (True, [("c001", "cancelled_not_rebooked", "upcoming", "2026-03-14T09:00:00-05:00")]),
+        (False, [("c001", "not_rebooked", "upcoming", "2026-03-17T10:50:00-05:00")]),
+    ],
+)
+def test_new_exdate_on_next_weeks_session(tmp_path, plan, run_once, on, expected):
+    """Next week's (last) session gets an EXDATE: with the quirk a cancellation noticed now, without it nothing cancelled."""
+    practice = _quirk(tmp_path, on)
+    _series(practice)
+    run_once(practice, "2026-03-11T09:00")
+    assert plan(practice, "2026-03-11T09:00") == []
+    _series(practice, exdates=("2026-03-17 10:00",))
+    run_once(practice, "2026-03-12T09:00")
+    assert plan(practice, "2026-03-12T09:00") == expected
+
+
+def test_exdate_quirk_keeps_past_sessions_as_history(tmp_path, plan, run_once):
+    """With the quirk, an EXDATE on a session already held leaves it attended, not cancelled and not dropped."""
+    practice = _quirk(tmp_path, True)
+    _series(practice, count=2)
+    run_once(practice, "2026-03-11T09:00")
+    _series(practice, exdates=("2026-03-10 10:00",), count=2)
+    run_once(practice, "2026-03-12T09:00")
+    assert plan(practice, "2026-03-12T09:00") == [
+        ("c001", "not_rebooked", "upcoming", "2026-03-17T10:50:00-05:00")
+    ]
+
+
+def test_exdate_quirk_a_restored_session_is_booked_again(tmp_path, plan, run_once):
+    """With the quirk, an EXDATE taken back before the session restores the booking (no call)."""
+    practice = _quirk(tmp_path, True)
+    _series(practice)
+    run_once(practice, "2026-03-11T09:00")
+    _series(practice, exdates=("2026-03-17 10:00",))
+    run_once(practice, "2026-03-12T09:00")
+    _series(practice)
+    run_once(practice, "2026-03-13T09:00")
+    assert plan(practice, "2026-03-13T09:00") == []
+
+
+def test_exdate_quirk_ignores_an_exdate_seen_on_the_first_read(tmp_path, plan):
+    """With the quirk, an EXDATE already there when callsheet first reads the series is no cancellation (never seen booked)."""
+    practice = _quirk(tmp_path, True)
+    _series(practice, exdates=("2026-03-17 10:00",))
+    assert plan(practice, "2026-03-12T09:00") == [
+        ("c001", "not_rebooked", "upcoming", "2026-03-17T10:50:00-05:00")
+    ]
