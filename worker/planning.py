@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -22,7 +22,7 @@ from connectors.base import Sink
 from worker import attendance as attendance_mod
 from worker import placement, render, rules
 from worker.config import Settings
-from worker.errors import MassDeletionError
+from worker.errors import MassDeletionError, SourceLossError
 from worker.identity import foreign_reason
 from worker.model import (
     Action,
@@ -189,6 +189,21 @@ def _guard_deletions(
         )
 
 
+def _guard_empty_source(items: Iterable[Managed], sink: str) -> None:
+    """A source that lists nothing while our open reminders stand: most likely not mounted or
+    re-pointed, even when state has no memory of it (a new or rebuilt state)."""
+    standing = sum(1 for m in items if m.status == "open")
+    if standing:
+        raise SourceLossError(
+            f"the appointment calendar lists no appointments, yet the reminders calendar holds "
+            f"{standing} open reminders of ours; nothing was changed. If the appointments really "
+            "are gone, run once with: callsheet run --once --accept-source-loss",
+            source=sink,
+            operation="list",
+            lost=standing,
+        )
+
+
 def decide(
     settings: Settings,
     state: State,
@@ -198,6 +213,7 @@ def decide(
     owner: str,
     include_stale: bool = False,
     accept_deletions: bool = False,
+    source_empty: bool = False,
 ) -> Plan:
     """Rules, placement, rendering and reconciliation for one pass (no writes).
 
@@ -222,6 +238,8 @@ def decide(
     current, _newer = current_items(records, held_items)
     if not accept_deletions:
         _guard_deletions(records, set(current), sink.name)
+    if source_empty:
+        _guard_empty_source(current.values(), sink.name)
     sink_kinds = sink.kinds()
     handled = {k for (k, _), r in records.items() if r.status == "tombstone"}
     writable = [

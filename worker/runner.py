@@ -186,6 +186,7 @@ def _pass(
                 owner=owner_of(settings),
                 include_stale=include_stale,
                 accept_deletions=accept.deletions,
+                source_empty=counts["objects"] == 0 and not accept.source_loss,
             )
         except ItemsUnseenError as exc:
             # the sink lost a whole list (not the therapist handling each item): nothing is

@@ -12,7 +12,7 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.memory import MemorySink
@@ -84,6 +84,7 @@ def _current(sink: MemorySink) -> tuple[dict[tuple[str, str], list[str]], int]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps)
+@example([("empty", 0), ("lose_state", 0), ("restore", 0), ("lose_state", 0)])
 def test_after_any_accidents_two_clean_passes_leave_one_event_and_one_task_per_due_need(
     tmp_path_factory: object, plan: list[tuple[str, object]]
 ) -> None:
@@ -134,8 +135,9 @@ def test_after_any_accidents_two_clean_passes_leave_one_event_and_one_task_per_d
             sink.refuse = {str(arg)} if arg else set()
         elif action == "lose_state":
             shutil.rmtree(config.state_dir, ignore_errors=True)
-            # what survives a lost state: the handled needs whose completed task is in the sink
-            tombstones = {i.key for i in sink.managed() if i.kind == "task" and i.status != "open"}
+            # a lost state loses its tombstones by definition (the sink cannot tell the
+            # therapist's completion from callsheet's own): track those recorded since
+            tombstones = set()
         one_pass(clock)
 
     # the accidents stop: the source is back, the server accepts, the clock is right

@@ -485,3 +485,18 @@ def test_items_written_by_the_previous_version_are_adopted_not_duplicated(
     assert len(list(practice.tasks_dir.glob("*.ics"))) == 1
     (need,) = [x for x in _plan(practice, capsys) if x["state"] == "due"]
     assert need["action"] == "keep"
+
+
+def test_an_empty_source_with_a_lost_state_still_withdraws_nothing(
+    big: Practice, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """State gone and the folder unmounted at once: the standing reminders keep the guard's memory."""
+    assert _run(big) == 0
+    before = _digest(big.root / "out")
+    shutil.rmtree(big.root / "var")
+    big.calendar.rename(big.root / "away")
+    big.calendar.mkdir()
+    capsys.readouterr()
+    assert _run(big) == 1
+    assert "holds 14 open reminders of ours" in capsys.readouterr().err
+    assert _digest(big.root / "out") == before
