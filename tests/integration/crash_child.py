@@ -55,6 +55,16 @@ def main() -> None:
             return original_save(self, *args, **kwargs)
 
         state.State.save_record = save  # type: ignore[method-assign]
+        if "state_url" in open(config, encoding="utf-8").read():  # the PostgreSQL backend
+            import worker.state_pg as state_pg
+
+            original_pg_save = state_pg.PgState.save_record
+
+            def pg_save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                hit()
+                return original_pg_save(self, *args, **kwargs)
+
+            state_pg.PgState.save_record = pg_save  # type: ignore[method-assign]
 
     from worker.cli import main as cli
 

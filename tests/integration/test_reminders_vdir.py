@@ -193,6 +193,7 @@ def test_corrupt_state_is_moved_aside(practice: Practice, capsys: pytest.Capture
     assert len(list((practice.root / "out").rglob("*.ics"))) == 4
 
 
+@pytest.mark.sqlite_only
 def test_state_files_are_private(practice: Practice) -> None:
     """The state folder is 0700 and its files 0600."""
     _setup(practice)
