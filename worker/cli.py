@@ -265,7 +265,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from worker.state_migrate import migrate
 
         return migrate(
-            args.source, args.target, account=args.account, replace=args.replace, password_env=args.password_env
+            args.source,
+            args.target,
+            account=args.account,
+            replace=args.replace,
+            password_env=args.password_env,
         )
     settings = _load(args)
     looping = args.command == "run" and not (args.once or args.now)

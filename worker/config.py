@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -301,6 +301,7 @@ class _ConfigFile(_Strict):
     @classmethod
     def _postgres_url(cls, value: str) -> str:
         return check_state_url(value)
+
     practice: PracticeSettings
     source: Source
     reminders: Reminders

@@ -97,7 +97,9 @@ def migrate(source: str, target: str, *, account: str, replace: bool, password_e
             conn.close()
     if after != rows:  # pragma: no cover - the copy is one transaction; this is the receipt
         return _fail("the copy does not match the source; the target was left as written, check it")
-    print(f"moved the state of {folder} into account {account!r} of {state_pg.where(target)}: {_counts(rows)}.")
+    print(
+        f"moved the state of {folder} into account {account!r} of {state_pg.where(target)}: {_counts(rows)}."
+    )
     print(f'Set state_url = "{target}" in the config; {folder / "state.db"} is no longer used.')
     return EXIT_OK
 

@@ -24,6 +24,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -282,7 +283,9 @@ def dump(conn: psycopg.Connection[Any], account: str) -> Rows:
     return out
 
 
-def load(conn: psycopg.Connection[Any], account: str, tables: Mapping[str, Iterable[Sequence[object]]]) -> None:
+def load(
+    conn: psycopg.Connection[Any], account: str, tables: Mapping[str, Iterable[Sequence[object]]]
+) -> None:
     """Replace one account's rows with these, in one transaction."""
     with conn.transaction():
         for table in TABLES:
@@ -303,8 +306,8 @@ class PgState:
     def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], url: str, account: str) -> None:
         self.url = url
         self.account = account
-        self.path = None
-        self.moved_aside = None
+        self.path: Path | None = None
+        self.moved_aside: Path | None = None  # never: a database is not moved aside
         self._pool = pool
         self.conn: psycopg.Connection[Any] = pool.getconn()
 
@@ -589,7 +592,8 @@ class PgState:
         with self.transaction() as db:
             if status != "failed":
                 db.execute(
-                    "DELETE FROM failures WHERE account = %s AND key = %s AND kind = %s", (self.account, key, kind)
+                    "DELETE FROM failures WHERE account = %s AND key = %s AND kind = %s",
+                    (self.account, key, kind),
                 )
             db.execute(
                 """INSERT INTO reminders (account, key, kind, status, ref, etag, payload_hash, start,

