@@ -93,6 +93,8 @@ def migrate(source: str, target: str, *, account: str, replace: bool, password_e
                 )
             state_pg.load(conn, account, rows)
             after = state_pg.dump(conn, account)
+        except state_pg.psycopg.Error as exc:
+            raise state_pg.unusable(target, exc) from exc
         finally:
             conn.close()
     if after != rows:  # pragma: no cover - the copy is one transaction; this is the receipt
