@@ -72,6 +72,8 @@ def migrate(source: str, target: str, *, account: str, replace: bool, password_e
         return _fail('--to must be a "postgresql://" URL')
     if not (folder / "state.db").is_file():
         return _fail(f"--from: {folder / 'state.db'} does not exist")
+    import psycopg
+
     from worker import state_pg
 
     with run_lock(folder), state_pg.run_lock(target, account, password_env):
@@ -93,7 +95,7 @@ def migrate(source: str, target: str, *, account: str, replace: bool, password_e
                 )
             state_pg.load(conn, account, rows)
             after = state_pg.dump(conn, account)
-        except state_pg.psycopg.Error as exc:
+        except psycopg.Error as exc:
             raise state_pg.unusable(target, exc) from exc
         finally:
             conn.close()
