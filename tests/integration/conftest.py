@@ -727,6 +727,7 @@ def gp(fake: FakeGoogle, tmp_path: Path) -> GooglePractice:
 # -- PostgreSQL (the state_url backend) ------------------------------------------------------------------
 
 PG_USER = "callsheet"  # the database superuser initdb creates (trust, on 127.0.0.1 only)
+PG_SECRET_ROLE, PG_SECRET_PASSWORD = "guarded", "pg-test-password-7731"  # needs its password
 
 
 def _pg_bin() -> Path:
@@ -772,7 +773,7 @@ class PgServer:
 
         schema = f"t_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}".encode())
+            conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {PG_SECRET_ROLE}".encode())
         return self.url(schema)
 
 
@@ -819,6 +820,9 @@ def pg_server() -> Iterator[PgServer]:
         check=True,
         capture_output=True,
     )
+    # one role that must give a password over TCP (the state_password_env test); the rest is trusted
+    hba = data / "pg_hba.conf"
+    hba.write_text(f"host all {PG_SECRET_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
     port = free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off "
@@ -841,8 +845,15 @@ def pg_server() -> Iterator[PgServer]:
         check=True,
         capture_output=True,
     )
+    server = PgServer(port, folder, f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres")
     try:
-        yield PgServer(port, folder, f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres")
+        import psycopg
+
+        with psycopg.connect(server.admin_url, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE ROLE {PG_SECRET_ROLE} LOGIN PASSWORD '{PG_SECRET_PASSWORD}'".encode()  # test-only
+            )
+        yield server
     finally:
         from worker import state_pg
 

@@ -237,3 +237,49 @@ def test_status_reads_postgres(
     assert main(["--config", str(practice.config), "status", "--json", "--now", NOW]) == 0
     out = capsys.readouterr().out
     assert out.strip() and json.loads(out.splitlines()[0])
+
+
+def test_check_reaches_the_state_database(
+    pg_server: PgServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check` says the PostgreSQL state is reachable, and fails naming the server (not a password)
+    when nothing listens there."""
+    from tests.integration.conftest import free_port
+
+    practice = Practice(tmp_path / "p", state_url=pg_server.database())
+    _setup(practice)
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "check"]) == 0
+    assert "[ok] state database (state_url) reachable" in capsys.readouterr().out
+    practice.state_url = f"postgresql://callsheet@127.0.0.1:{free_port()}/callsheet"
+    practice.write_config()
+    assert main(["--config", str(practice.config), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "[!!] the state database postgresql://127.0.0.1:" in out and "start PostgreSQL" in out
+
+
+def test_password_comes_from_state_password_env(
+    pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A role that needs a password passes with state_password_env set, and fails (exit 1, the
+    variable named, no password shown) without it."""
+    from tests.integration.conftest import PG_SECRET_PASSWORD, PG_SECRET_ROLE
+
+    url = pg_server.database().replace("//callsheet@", f"//{PG_SECRET_ROLE}@")
+    practice = Practice(tmp_path / "p", state_url=url)
+    _setup(practice)
+    practice.config.write_text(
+        practice.config.read_text().replace("state_url =", 'state_password_env = "CS_DB_PW"\nstate_url =')
+    )
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    capsys.readouterr()
+    assert _run(practice) == 1
+    err = capsys.readouterr().err
+    assert "CS_DB_PW" in err and PG_SECRET_PASSWORD not in err
+    monkeypatch.setenv("CS_DB_PW", PG_SECRET_PASSWORD)
+    assert _run(practice) == 0
+    assert len(_outputs(practice)) == 4
+    monkeypatch.setenv("CS_DB_PW", "wrong")
+    state_pg.close_pools()
+    assert _run(practice) == 1
+    assert "wrong" not in capsys.readouterr().err.replace("wrong password", "")
