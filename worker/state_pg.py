@@ -167,7 +167,14 @@ def _pool(url: str, password_env: str | None) -> ConnectionPool[psycopg.Connecti
         pool = _pools.get(name)
         if pool is None:
             pool = ConnectionPool(
-                url, min_size=1, max_size=8, kwargs=_kwargs(password_env), timeout=CONNECT_TIMEOUT, open=False
+                url,
+                min_size=1,
+                max_size=8,
+                kwargs=_kwargs(password_env),
+                timeout=CONNECT_TIMEOUT,
+                # a connection the server dropped (restart, failover) is replaced, not handed out
+                check=ConnectionPool.check_connection,
+                open=False,
             )
             try:
                 pool.open(wait=True, timeout=CONNECT_TIMEOUT)
@@ -245,6 +252,12 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> None:
         raise unusable(url, exc) from exc
 
 
+def current(conn: psycopg.Connection[Any]) -> int | None:
+    """The schema version, or None when there is no schema yet (reads only)."""
+    row = conn.execute("SELECT to_regclass('callsheet_schema')").fetchone()
+    return None if row is None or row[0] is None else schema_version(conn)
+
+
 def schema_version(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT max(version) FROM callsheet_schema").fetchone()
     return int(row[0]) if row is not None and row[0] is not None else 0
@@ -258,10 +271,9 @@ def read_account(url: str, account: str, password_env: str | None = None) -> Row
     """
     conn = connect(url, password_env)
     try:
-        row = conn.execute("SELECT to_regclass('callsheet_schema')").fetchone()
-        if row is None or row[0] is None:
+        version = current(conn)
+        if version is None:
             return {table: [] for table in TABLES}
-        version = schema_version(conn)
         if version > SCHEMA_VERSION:
             raise StateError(
                 f"state database schema {version} is newer than this callsheet ({SCHEMA_VERSION}): "
@@ -324,7 +336,11 @@ class PgState:
         except Exception as exc:  # PoolTimeout: every connection busy or the server gone
             raise unusable(url, exc) from exc
         try:
-            migrate(state.conn, url)
+            if current(state.conn) != SCHEMA_VERSION:  # read first: most passes find it current
+                migrate(state.conn, url)
+        except psycopg.Error as exc:
+            state.close()
+            raise unusable(url, exc) from exc
         except BaseException:
             state.close()
             raise

@@ -283,3 +283,50 @@ def test_password_comes_from_state_password_env(
     state_pg.close_pools()
     assert _run(practice) == 1
     assert "wrong" not in capsys.readouterr().err.replace("wrong password", "")
+
+
+def test_database_connections_cut_mid_pass(
+    pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server drops every callsheet connection after the second reminder lands: the pass fails
+    (exit 1, the database named), and the next pass, on fresh pooled connections, adopts what
+    landed: one file per need, records consistent with the folder; idle pooled connections
+    dropped between passes are replaced."""
+    import connectors.vdir as vdir
+
+    url = pg_server.database()
+    practice = Practice(tmp_path / "p", state_url=url)
+    _setup(practice)
+    original = vdir._write_atomic
+    landed = 0
+
+    def write(path: Path, data: bytes, *, exclusive: bool) -> None:
+        nonlocal landed
+        original(path, data, exclusive=exclusive)
+        landed += 1
+        if landed == 2:
+            with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND datname = 'postgres'"
+                )
+
+    monkeypatch.setattr(vdir, "_write_atomic", write)
+    capsys.readouterr()
+    assert _run(practice) == 1
+    assert "the state database postgresql://127.0.0.1:" in capsys.readouterr().err
+    assert len(_outputs(practice)) == 2
+    monkeypatch.setattr(vdir, "_write_atomic", original)
+    assert _run(practice) == 0
+    assert _run(practice) == 0
+    assert len(_outputs(practice)) == 4
+    settings = load_settings(practice.config)
+    assert sorted(statuses(settings).values()) == ["open"] * 4
+    # the server drops the idle pooled connections between passes (a restart): the next pass
+    # gets a fresh one instead of failing
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND datname = 'postgres'"
+        )
+    assert _run(practice) == 0
