@@ -5,6 +5,10 @@ Files are 0600 in a 0700 folder. The schema is versioned (PRAGMA user_version) a
 forward on open. Writes are transactional; the runner commits after every applied action, so
 a crash loses at most the record of one write, which the next pass adopts by key. A corrupt
 database is moved aside (never overwritten) and rebuilt from what the sink holds.
+
+The end of this module picks the backend for the callers: `open_state`, `snapshot_state` and
+`lock_for` give the SQLite state in state_dir, or the PostgreSQL one (worker/state_pg.py, only
+imported then) when `state_url` is set; both satisfy `Store`, which is all a pass uses.
 """
 
 from __future__ import annotations
