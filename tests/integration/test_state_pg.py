@@ -330,3 +330,17 @@ def test_database_connections_cut_mid_pass(
             "WHERE pid <> pg_backend_pid() AND datname = 'postgres'"
         )
     assert _run(practice) == 0
+
+
+def test_a_sqlite_pass_never_imports_psycopg(practice: Practice) -> None:
+    """A config without state_url runs a pass without importing psycopg (start-up time)."""
+    _setup(practice)
+    code = (
+        "import sys\nfrom worker.cli import main\n"
+        f"code = main(['--config', {str(practice.config)!r}, 'run', '--once', '--now', {NOW!r}])\n"
+        "print(code, 'psycopg' in sys.modules, 'worker.state_pg' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert out.splitlines()[-1].split() == ["0", "False", "False"]
