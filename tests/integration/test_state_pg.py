@@ -344,3 +344,14 @@ def test_a_sqlite_pass_never_imports_psycopg(practice: Practice) -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert out.splitlines()[-1].split() == ["0", "False", "False"]
+
+
+def test_purge_forgets_the_records_in_postgres(pg_server: PgServer, tmp_path: Path) -> None:
+    """`purge --yes` on a PostgreSQL state removes our items and forgets their records there."""
+    practice = Practice(tmp_path / "p", state_url=pg_server.database())
+    _setup(practice)
+    assert _run(practice) == 0
+    settings = load_settings(practice.config)
+    assert len(statuses(settings)) == 4
+    assert main(["--config", str(practice.config), "purge", "--yes"]) == 0
+    assert _outputs(practice) == {} and statuses(settings) == {}
