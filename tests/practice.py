@@ -151,6 +151,7 @@ class Practice:
     markers: dict[str, object] = field(default_factory=dict)
     reminders: str = 'kind = "vdir"\nevents_path = "out/calls"\ntasks_path = "out/call-tasks"\n'
     source: str = 'kind = "vdir"\npath = "calendar"\n'
+    state_url: str = ""  # "" = SQLite in state_dir (tests/integration/conftest.py: both backends)
 
     def __post_init__(self) -> None:
         self.calendar.mkdir(parents=True, exist_ok=True)
@@ -176,7 +177,9 @@ class Practice:
         rules = "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.rules.items())
         markers = "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.markers.items())
         text = (
-            'roster = "clients.toml"\nstate_dir = "var"\n\n'
+            'roster = "clients.toml"\nstate_dir = "var"\n'
+            + (f'state_url = "{self.state_url}"\n' if self.state_url else "")
+            + "\n"
             f'[practice]\ntimezone = "{TZ_NAME}"\ntherapist_name = "Dr. Test"\ncallback_number = "+1 555 0100"\n'
             'office_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }\n\n'
             f"[source]\n{self.source}\n[reminders]\n{self.reminders}\n[rules]\n{rules}\n[markers]\n{markers}"

@@ -27,7 +27,7 @@ from worker.errors import (
 )
 from worker.model import Adopt, Create, Keep, Reminder, Tombstone, Update, Withdraw
 from worker.planning import Plan, action_key
-from worker.state import State
+from worker.state import Store
 
 log = structlog.get_logger()
 
@@ -36,7 +36,7 @@ DOWN_AFTER = 3
 
 
 def _record_open(
-    state: State, r: Reminder, now: datetime, *, ref: str, etag: str, payload: str, start: datetime | None
+    state: Store, r: Reminder, now: datetime, *, ref: str, etag: str, payload: str, start: datetime | None
 ) -> None:
     """State now knows this item as ours and open, with what it holds."""
     state.save_record(
@@ -66,7 +66,7 @@ def failure_class(exc: ConnectorError) -> tuple[str, bool]:
 
 
 def apply(
-    plan: Plan, sink: Sink, state: State, *, should_stop: Callable[[], bool] = lambda: False
+    plan: Plan, sink: Sink, state: Store, *, should_stop: Callable[[], bool] = lambda: False
 ) -> Counter[str]:
     """Carry out the plan's actions, recording each in state as soon as it is done.
 
@@ -116,7 +116,7 @@ def apply(
     return done
 
 
-def _apply_one(action: object, sink: Sink, state: State, now: datetime, done: Counter[str]) -> None:
+def _apply_one(action: object, sink: Sink, state: Store, now: datetime, done: Counter[str]) -> None:
     match action:
         case Create(reminder=r):
             receipt = sink.create(r)

@@ -13,7 +13,7 @@ from pathlib import Path
 from connectors.base import Sink, open_sink, open_source, owner_of
 from worker import health, planning, runner
 from worker.config import Settings
-from worker.errors import AuthError, ConfigError, ConnectorError
+from worker.errors import AuthError, ConfigError, ConnectorError, StateError
 from worker.model import (
     ClientId,
     ItemKind,
@@ -180,6 +180,14 @@ def _checks(settings: Settings, *, write_probe: bool = False) -> int:
             f"state folder {settings.state_dir}: {exc.strerror}",
             "create it, owned by the user running callsheet",
         )
+    if settings.state_url:
+        try:
+            from worker.state import snapshot_state
+
+            snapshot_state(settings).close()  # reads the account's rows, writes nothing
+            report(True, "state database (state_url) reachable")
+        except StateError as exc:
+            report(False, str(exc), "start PostgreSQL or fix state_url / state_password_env")
     now = datetime.now(UTC)
     try:
         source = open_source(settings, settings.source)

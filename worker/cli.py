@@ -118,6 +118,17 @@ def _parser() -> _Parser:
     )
     demo.add_argument("--now", help=argparse.SUPPRESS)
 
+    state = sub.add_parser("state", help="the state database: move it into PostgreSQL")
+    state_steps = state.add_subparsers(dest="state_command", required=True, parser_class=_Parser)
+    move = state_steps.add_parser("migrate", help="copy a SQLite state folder into PostgreSQL (one account)")
+    move.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH", help="the state folder")
+    move.add_argument("--to", dest="target", required=True, metavar="postgresql://…", help="the state_url")
+    move.add_argument("--account", default="default", help='the account\'s rows (default "default")')
+    move.add_argument("--replace", action="store_true", help="overwrite an account that holds other state")
+    move.add_argument(
+        "--password-env", metavar="NAME", help="environment variable holding the database password"
+    )
+
     sub.add_parser(
         "authorize-google",
         help="one-time Google consent: token file, calls calendar, task list (--help for its options)",
@@ -250,6 +261,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.demo(args.dir, parse_now(args.now, None) if args.now else anchor(datetime.now(UTC)))
     if args.command == "roster":
         return _roster(args)
+    if args.command == "state":
+        from worker.state_migrate import migrate
+
+        return migrate(
+            args.source,
+            args.target,
+            account=args.account,
+            replace=args.replace,
+            password_env=args.password_env,
+        )
     settings = _load(args)
     looping = args.command == "run" and not (args.once or args.now)
     level = settings.run.log_level

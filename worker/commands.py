@@ -24,7 +24,7 @@ from worker.model import (
 )
 from worker.output import EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
 from worker.roster import Roster
-from worker.state import State, run_lock
+from worker.state import lock_for, open_state
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -343,8 +343,8 @@ def purge(settings: Settings, *, dry_run: bool, asked_yes: bool = False) -> int:
 
 
 def _forget(settings: Settings, slots: list[tuple[str, str]]) -> None:
-    with run_lock(settings.state_dir):
-        state = State.open(settings.state_dir)
+    with lock_for(settings):
+        state = open_state(settings)
         try:
             state.forget_records(slots)
         finally:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -274,6 +275,20 @@ class MarkerSettings(_Strict):
     cancelled_colors: tuple[str, ...] = ()
 
 
+def check_state_url(value: str) -> str:
+    """A `state_url` is "" (SQLite) or a postgresql:// URL without an inline password."""
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError('must start with "postgresql://" (or be left out for the SQLite state in state_dir)')
+    if parts.password is not None:
+        raise ValueError(
+            "must not hold a password: use state_password_env, PGPASSWORD or a .pgpass file (PGPASSFILE)"
+        )
+    return value
+
+
 class RunSettings(_Strict):
     every: Duration = timedelta(minutes=5)
     alert_after: Duration = timedelta(hours=2)
@@ -283,6 +298,15 @@ class RunSettings(_Strict):
 class _ConfigFile(_Strict):
     roster: Path = Path("clients.toml")
     state_dir: Path = Path("var")
+    # the state database in PostgreSQL (worker/state_pg.py) instead of state_dir/state.db
+    state_url: str = ""
+    state_password_env: str | None = None
+
+    @field_validator("state_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        return check_state_url(value)
+
     practice: PracticeSettings
     source: Source
     reminders: Reminders
@@ -336,6 +360,8 @@ class Settings:
     markers: MarkerSettings
     run: RunSettings
     clients: tuple[Client, ...]
+    state_url: str = ""  # "" = SQLite in state_dir
+    state_password_env: str | None = None
 
     def secret(self, section: _Account, what: str = "password") -> str | None:
         """Read the password named by password_file / password_env (never inline)."""
@@ -775,6 +801,8 @@ def load_settings(path: Path, *, roster: bool = True, roster_optional: bool = Fa
         markers=parsed.markers,
         run=parsed.run,
         clients=clients,
+        state_url=parsed.state_url,
+        state_password_env=parsed.state_password_env,
     )
 
 

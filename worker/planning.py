@@ -45,7 +45,7 @@ from worker.model import (
 from worker.policy import hours_of, policy_of, practice_of
 from worker.reconcile import action_name, current_items, reconcile
 from worker.roster import Roster
-from worker.state import State
+from worker.state import Store
 
 log = structlog.get_logger()
 
@@ -153,7 +153,7 @@ def _alternatives(
     )
 
 
-def appointments_at(state: State, settings: Settings, now: datetime) -> list[Appointment]:
+def appointments_at(state: Store, settings: Settings, now: datetime) -> list[Appointment]:
     clients = [c.id for c in settings.clients]
     within = settings.rules.late_cancel_within
     return [
@@ -206,7 +206,7 @@ def _guard_empty_source(items: Iterable[Managed], sink: str) -> None:
 
 def decide(
     settings: Settings,
-    state: State,
+    state: Store,
     sink: Sink,
     now: datetime,
     *,

@@ -28,7 +28,7 @@ from worker.errors import ClockError, ConfigError, ConnectorError, ItemsUnseenEr
 from worker.health import read_health, record_failure, record_outcome, write_health
 from worker.planning import Plan, decide
 from worker.roster import Roster
-from worker.state import State, run_lock
+from worker.state import Store, lock_for, open_state, snapshot_state
 from worker.sync import sync_source, window_for
 
 __all__ = [
@@ -102,7 +102,7 @@ def run_pass(
         if sink is None:
             check_locations(settings)  # before anything is read (open_sink checks again)
         if dry_run:
-            state = State.snapshot(settings.state_dir)
+            state = snapshot_state(settings)
             return _pass(
                 settings,
                 state,
@@ -115,8 +115,8 @@ def run_pass(
                 should_stop=should_stop,
                 accept=accept,
             )
-        with run_lock(settings.state_dir):
-            state = State.open(settings.state_dir)
+        with lock_for(settings):
+            state = open_state(settings)
             if state.moved_aside is not None:
                 log.warning("state.corrupt", moved_to=str(state.moved_aside))
             last = state.last_pass()
@@ -146,7 +146,7 @@ def run_pass(
 
 def _pass(
     settings: Settings,
-    state: State,
+    state: Store,
     now: datetime,
     *,
     dry_run: bool,

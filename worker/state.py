@@ -8,6 +8,10 @@ database is moved aside (never overwritten) and rebuilt from what the sink holds
 
 Longer than ~400 lines on purpose: one table per concern, each with its few queries; the
 migrations and the corruption rules need to sit next to the schema they guard.
+
+The end of this module picks the backend for the callers: `open_state`, `snapshot_state` and
+`lock_for` give the SQLite state in state_dir, or the PostgreSQL one (worker/state_pg.py, only
+imported then) when `state_url` is set; both satisfy `Store`, which is all a pass uses.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from worker.errors import LockedError, StateError
 from worker.model import Busy, ClientId, ItemKind, Observation, Record, ReminderKey
@@ -678,3 +683,173 @@ class Failure:
     count: int
     first_at: datetime
     last_at: datetime
+
+
+# -- the backends ---------------------------------------------------------------------------------
+
+# The tables of one account's state and their columns (the same in both backends, PostgreSQL's
+# `account` column aside): `state migrate`, `plan`'s snapshot of a PostgreSQL state and the
+# tests copy and compare them.
+TABLES: dict[str, tuple[str, ...]] = {
+    "cursors": ("source", "cursor", "updated_at"),
+    "occurrences": (
+        "source",
+        "id",
+        "item",
+        "uid",
+        "rid",
+        "client_id",
+        "start",
+        "end",
+        "cancelled",
+        "cancelled_at",
+        "no_show",
+        "arrived",
+        "busy",
+        "created",
+        "vanished_at",
+    ),
+    "reminders": (
+        "key",
+        "kind",
+        "status",
+        "ref",
+        "etag",
+        "payload_hash",
+        "start",
+        "client_id",
+        "reason",
+        "note",
+        "created_at",
+        "updated_at",
+        "generation",
+    ),
+    "objects": ("source", "item"),
+    "failures": ("key", "kind", "generation", "class", "permanent", "count", "first_at", "last_at"),
+    "meta": ("name", "value"),
+}
+
+Rows = dict[str, list[tuple[object, ...]]]
+
+
+def dump_rows(conn: sqlite3.Connection) -> Rows:
+    """Every row of a SQLite state, table by table, sorted (for copies and comparisons)."""
+    out: Rows = {}
+    for table, columns in TABLES.items():
+        names = ", ".join(f'"{c}"' for c in columns)
+        out[table] = sorted((tuple(r) for r in conn.execute(f"SELECT {names} FROM {table}")), key=repr)
+    return out
+
+
+def load_rows(state: State, tables: Mapping[str, Iterable[tuple[object, ...]]]) -> None:
+    """Replace the rows of a SQLite state with these, in one transaction."""
+    with state.transaction() as db:
+        for table in TABLES:
+            db.execute(f"DELETE FROM {table}")
+        for table, rows in tables.items():
+            columns = TABLES[table]
+            names = ", ".join(f'"{c}"' for c in columns)
+            marks = ", ".join("?" for _ in columns)
+            db.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", list(rows))
+
+
+class Store(Protocol):
+    """What a pass needs of its state, whichever backend holds it (State: SQLite in state_dir;
+    worker.state_pg.PgState: PostgreSQL when `state_url` is set)."""
+
+    moved_aside: Path | None
+
+    def close(self) -> None: ...
+    def cursor(self, source: str) -> dict[str, object] | None: ...
+    def objects(self, source: str) -> set[str]: ...
+    def meta(self, name: str) -> str | None: ...
+    def set_meta(self, name: str, value: str) -> None: ...
+    def last_pass(self) -> datetime | None: ...
+    def note_pass(self, now: datetime) -> None: ...
+    def apply_source(
+        self,
+        source: str,
+        *,
+        changed: Mapping[str, Iterable[StoredOccurrence]],
+        removed: Iterable[str],
+        complete: bool,
+        window_start: datetime,
+        window_end: datetime,
+        cursor: Mapping[str, object],
+        now: datetime,
+        exdate_is_cancellation: bool = False,
+    ) -> None: ...
+    def observations(self, clients: Iterable[ClientId]) -> list[Observation]: ...
+    def busy(self, start: datetime, end: datetime) -> list[Busy]: ...
+    def records(self) -> dict[tuple[ReminderKey, ItemKind], Record]: ...
+    def save_record(
+        self,
+        key: str,
+        kind: str,
+        *,
+        status: str,
+        now: datetime,
+        ref: str | None = None,
+        etag: str | None = None,
+        payload_hash: str | None = None,
+        start: datetime | None = None,
+        client_id: str | None = None,
+        reason: str | None = None,
+        note: str | None = None,
+        generation: int | None = None,
+    ) -> None: ...
+    def release_open(self, kind: str, *, now: datetime, note: str) -> int: ...
+    def forget_records(self, slots: Iterable[tuple[str, str]]) -> None: ...
+    def note_failure(
+        self, key: str, kind: str, *, generation: int, error: str, permanent: bool, now: datetime
+    ) -> None: ...
+    def failures(self) -> dict[tuple[ReminderKey, ItemKind], Failure]: ...
+
+
+class _StateConfig(Protocol):
+    @property
+    def state_dir(self) -> Path: ...
+    @property
+    def state_url(self) -> str: ...
+    @property
+    def state_password_env(self) -> str | None: ...
+
+
+def account_of(settings: _StateConfig) -> str:
+    """The account whose rows a PostgreSQL state uses ("default" for a single-calendar config)."""
+    return str(getattr(settings, "account", "") or "default")
+
+
+def open_state(settings: _StateConfig) -> Store:
+    """The state a pass writes: PostgreSQL when `state_url` is set, else state_dir/state.db."""
+    if settings.state_url:
+        from worker.state_pg import PgState  # psycopg is imported only by those who use it
+
+        return PgState.open(settings.state_url, account_of(settings), settings.state_password_env)
+    return State.open(settings.state_dir)
+
+
+def snapshot_state(settings: _StateConfig) -> Store:
+    """An in-memory SQLite copy of the state, for `plan` (which writes nothing, to either backend)."""
+    if not settings.state_url:
+        return State.snapshot(settings.state_dir)
+    from worker import state_pg
+
+    rows = state_pg.read_account(settings.state_url, account_of(settings), settings.state_password_env)
+    state = State(sqlite3.connect(":memory:", isolation_level=None), None)
+    state._migrate()
+    load_rows(state, rows)
+    return state
+
+
+def lock_for(settings: _StateConfig) -> contextlib.AbstractContextManager[None]:
+    """The run lock of one pass: the account's advisory lock in PostgreSQL, else state_dir/run.lock.
+
+    Raises (on entry):
+        LockedError: another pass of this account holds it.
+    """
+    if settings.state_url:
+        from worker.state_pg import run_lock as pg_lock
+
+        return pg_lock(settings.state_url, account_of(settings), settings.state_password_env)
+    return run_lock(settings.state_dir)

@@ -23,7 +23,7 @@ from worker.errors import SourceLossError
 from worker.model import Event, SourceBatch, Window
 from worker.policy import markers_of
 from worker.roster import AMBIGUOUS, Roster
-from worker.state import State, StoredOccurrence
+from worker.state import Store, StoredOccurrence
 
 log = structlog.get_logger()
 
@@ -102,7 +102,7 @@ def check_loss(source: str, known: set[str], batch: SourceBatch) -> None:
 def sync_source(
     source: Source,
     settings: Settings,
-    state: State,
+    state: Store,
     roster: Roster,
     now: datetime,
     *,

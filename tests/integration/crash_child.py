@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 
 
 def main() -> None:
@@ -55,6 +56,16 @@ def main() -> None:
             return original_save(self, *args, **kwargs)
 
         state.State.save_record = save  # type: ignore[method-assign]
+        if "state_url" in Path(config).read_text(encoding="utf-8"):  # the PostgreSQL backend
+            import worker.state_pg as state_pg
+
+            original_pg_save = state_pg.PgState.save_record
+
+            def pg_save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                hit()
+                return original_pg_save(self, *args, **kwargs)
+
+            state_pg.PgState.save_record = pg_save  # type: ignore[method-assign]
 
     from worker.cli import main as cli
 

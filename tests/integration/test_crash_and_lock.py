@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from connectors.ical import read_item
+from tests.integration.state_backends import statuses
 from tests.practice import ClientSpec, Practice, local, vevent
 from worker.cli import main
 from worker.config import load_settings
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 NOWS = ["2026-03-11T08:00:00-05:00", "2026-03-12T08:00:00-05:00"]
 
 
-def _busy_practice(root: Path) -> Practice:
+def _busy_practice(root: Path, state_url: str = "") -> Practice:
     clients = [ClientSpec(f"c{n:03d}", f"Client Number{n:03d}") for n in range(30)]
-    practice = Practice(root, clients=clients)
+    practice = Practice(root, clients=clients, state_url=state_url)
     for n in range(30):
         cid = f"c{n:03d}"
         practice.add(
@@ -59,12 +59,13 @@ def _plan(practice: Practice, now: str, capsys: pytest.CaptureFixture[str]) -> l
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("state_backend", ["sqlite", "postgresql"], indirect=True)
 def test_sigkill_at_random_writes_never_duplicates(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, state_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Killed 50 times at random writes, one more pass leaves one reminder per due need and state
-    consistent with the sink."""
-    practice = _busy_practice(tmp_path / "p")
+    """Killed 50 times at random writes (on either state backend), one more pass leaves one
+    reminder per due need and state consistent with the sink."""
+    practice = _busy_practice(tmp_path / "p", state_url)
     rng = random.Random(20261127)
     killed = 0
     for attempt in range(50):
@@ -96,8 +97,7 @@ def test_sigkill_at_random_writes_never_duplicates(
             files[(item.key, kind)] = item.status
     wanted = {(x["key"], kind) for x in due for kind in ("event", "task")}
     assert {k for k, status in files.items() if status == "open"} == wanted
-    db = sqlite3.connect(settings.state_dir / "state.db")
-    open_rows = {(k, kind) for k, kind in db.execute("SELECT key, kind FROM reminders WHERE status = 'open'")}
+    open_rows = {slot for slot, status in statuses(settings).items() if status == "open"}
     assert open_rows == wanted
 
 

@@ -29,6 +29,8 @@ from worker.errors import ClockError, MassDeletionError, SourceLossError
 from worker.identity import parse_file_name
 from worker.runner import Accept, run_pass
 
+pytestmark = pytest.mark.state_backends  # every test using `practice` runs on both state backends
+
 ROOT = Path(__file__).resolve().parents[2]
 NOW = local("2026-03-11 12:00")  # a Wednesday
 CLIENTS = tuple(ClientSpec(f"c{n:03d}", f"Client{n} Person{n}") for n in range(1, 8))
@@ -42,8 +44,8 @@ def _missed(practice: Practice) -> None:
 
 
 @pytest.fixture
-def big(tmp_path: Path) -> Practice:
-    practice = Practice(tmp_path / "practice", clients=CLIENTS)
+def big(tmp_path: Path, state_url: str) -> Practice:
+    practice = Practice(tmp_path / "practice", clients=CLIENTS, state_url=state_url)
     _missed(practice)
     return practice
 
@@ -265,6 +267,7 @@ def test_clock_guard_is_a_named_error() -> None:
 # -- 8. a transient database error is not corruption ------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_a_locked_state_database_is_left_in_place(
     big: Practice, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -286,6 +289,7 @@ def test_a_locked_state_database_is_left_in_place(
     assert _run(big) == 0
 
 
+@pytest.mark.sqlite_only
 def test_a_damaged_database_is_still_moved_aside(big: Practice) -> None:
     """A file that is not a database is moved aside and rebuilt from the sink (as before)."""
     assert _run(big) == 0

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from connectors.ical import read_item
 from tests.fakes.memory import MemorySink
+from tests.integration.state_backends import lose_state
+from tests.integration.state_backends import statuses as backend_statuses
 from tests.practice import Practice, local, vevent
 from worker.cli import main
 from worker.config import load_settings
 from worker.runner import run_pass
+
+pytestmark = pytest.mark.state_backends  # every test using `practice` runs on both state backends
 
 NOW = "2026-03-11T12:00:00-05:00"
 
@@ -160,20 +163,19 @@ def test_lost_state_is_rebuilt_by_adopting(practice: Practice) -> None:
     settings = load_settings(practice.config)
     sink_path = practice.tasks_dir / f"callsheet-{task_key}-t1.ics"
     sink_path.write_text(sink_path.read_text().replace("STATUS:NEEDS-ACTION", "STATUS:COMPLETED"))
-    for name in ("state.db", "state.db-wal", "state.db-shm"):
-        (settings.state_dir / name).unlink(missing_ok=True)
+    lose_state(settings)
     before = sorted(p.name for p in (practice.root / "out").rglob("*.ics"))
     assert _run(practice) == 0
     assert _run(practice) == 0
     assert sorted(p.name for p in (practice.root / "out").rglob("*.ics")) == before
     assert "STATUS:COMPLETED" in sink_path.read_text()
-    db = sqlite3.connect(settings.state_dir / "state.db")
-    statuses = dict(((k, kind), s) for k, kind, s in db.execute("SELECT key, kind, status FROM reminders"))
+    statuses = backend_statuses(settings)
     assert statuses[(task_key, "task")] == "tombstone"
     # the completed task's event sibling was withdrawn (left alone: it is not ahead of now)
     assert sorted(statuses.values()) == ["open", "open", "tombstone", "withdrawn"]
 
 
+@pytest.mark.sqlite_only
 def test_corrupt_state_is_moved_aside(practice: Practice, capsys: pytest.CaptureFixture[str]) -> None:
     """A corrupt state.db is renamed (never overwritten), said in the log, and rebuilt from the sink."""
     _setup(practice)
@@ -191,6 +193,7 @@ def test_corrupt_state_is_moved_aside(practice: Practice, capsys: pytest.Capture
     assert len(list((practice.root / "out").rglob("*.ics"))) == 4
 
 
+@pytest.mark.sqlite_only
 def test_state_files_are_private(practice: Practice) -> None:
     """The state folder is 0700 and its files 0600."""
     _setup(practice)
@@ -300,7 +303,6 @@ def test_stopping_mid_pass_keeps_state_consistent(practice: Practice) -> None:
     calls = iter([False, False, True])
     outcome = run_pass(settings, local("2026-03-11 08:00"), sink=sink, should_stop=lambda: next(calls, True))
     assert outcome.counts["created"] == 2 and len(sink.items) == 2
-    db = sqlite3.connect(settings.state_dir / "state.db")
-    assert db.execute("SELECT count(*) FROM reminders WHERE status = 'open'").fetchone()[0] == 2
+    assert list(backend_statuses(settings).values()).count("open") == 2
     again = run_pass(settings, local("2026-03-11 08:05"), sink=sink)
     assert again.counts["created"] == 2 and len(sink.items) == 4

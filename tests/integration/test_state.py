@@ -13,6 +13,8 @@ from worker.cli import main
 from worker.errors import StateError
 from worker.state import SCHEMA_VERSION, State
 
+pytestmark = pytest.mark.state_backends  # every test using `practice` runs on both state backends
+
 
 def test_new_database_is_at_the_current_schema(tmp_path: Path) -> None:
     """A new state.db is created at the current schema version, 0600 in a 0700 folder."""
