@@ -467,6 +467,7 @@ def test_check_warns_about_another_installations_items(
     )
 
 
+@pytest.mark.sqlite_only  # the state is lost by removing its folder
 def test_items_written_by_the_previous_version_are_adopted_not_duplicated(
     practice: Practice, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -491,6 +492,7 @@ def test_items_written_by_the_previous_version_are_adopted_not_duplicated(
     assert need["action"] == "keep"
 
 
+@pytest.mark.sqlite_only  # the state is lost by removing its folder
 def test_an_empty_source_with_a_lost_state_still_withdraws_nothing(
     big: Practice, capsys: pytest.CaptureFixture[str]
 ) -> None:
