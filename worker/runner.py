@@ -22,10 +22,18 @@ from types import FrameType
 
 import structlog
 
-from connectors.base import Sink, check_locations, open_sink, open_source, owner_of
+from connectors.base import (
+    Sink,
+    check_locations,
+    open_sink,
+    open_source,
+    owner_of,
+    sink_locations,
+    source_locations,
+)
 from worker.apply import apply
 from worker.config import Settings
-from worker.errors import ClockError, ConfigError, ConnectorError, ItemsUnseenError, LockedError
+from worker.errors import ClockError, ConfigError, ConnectorError, ItemsUnseenError, LockedError, Problem
 from worker.health import read_health, record_failure, record_outcome, write_health
 from worker.model import Appointment
 from worker.planning import Plan, appointments_at, decide
@@ -384,6 +392,7 @@ def account_pass(
 
     result = AccountRun(settings)
     try:
+        check_peer_sources(settings, accounts)
         result.outcome = run_pass(
             settings,
             now,
@@ -408,6 +417,31 @@ def account_pass(
     finally:
         structlog.contextvars.unbind_contextvars("account")
     return result
+
+
+def check_peer_sources(settings: Settings, accounts: Sequence[Settings]) -> None:
+    """Refuse reminders that would land in another account's appointment calendar (folders and
+    CalDAV collections, by identity; Google calendar ids name nothing across accounts).
+
+    Raises:
+        ConfigError: the clash, naming both accounts.
+    """
+    if settings.reminders.kind == "google":
+        return
+    mine = sink_locations(settings.reminders)
+    for peer in accounts:
+        if peer.account == settings.account or peer.source.kind == "google":
+            continue
+        if mine & source_locations(peer.source):
+            raise ConfigError(
+                [
+                    Problem(
+                        str(settings.path),
+                        f"account {settings.account!r}: [reminders] is the appointment calendar of account "
+                        f"{peer.account!r}; callsheet never writes into a source",
+                    )
+                ]
+            )
 
 
 def run_accounts(

@@ -203,3 +203,42 @@ def test_unknown_account_is_a_usage_error(tmp_path: Path, capsys: pytest.Capture
     capsys.readouterr()
     assert main(["--config", str(config), "plan", "--account", "nobody", "--now", NOW]) == 2
     assert "rivera, okafor" in capsys.readouterr().err
+
+
+def test_reminders_into_another_accounts_calendar_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """rivera's reminders folder is okafor's appointment folder: rivera's pass is refused (exit 2,
+    nothing written there) and okafor's pass runs."""
+    config = group(tmp_path)
+    text = config.read_text().replace('events_path = "out/rivera/calls"', 'events_path = "calendars/okafor"')
+    config.write_text(text)
+    book(tmp_path, "okafor", "appt-o0", "Cameron Tate", "2026-02-27 10:00")
+    code, out, err = run_once(capsys, config)
+    assert code == 2
+    assert "rivera: configuration problem" in err and "of account 'okafor'" in err
+    assert out.startswith("okafor: 1 calls due; 2 reminders written")
+    assert sorted(p.name for p in (tmp_path / "calendars" / "okafor").iterdir()) == ["appt-o0.ics"]
+
+
+def test_a_single_calendar_config_prints_as_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one-calendar config: no account names in the output, no "account" key in plan --json,
+    state in state_dir itself, and --account default is the same account."""
+    from tests.practice import Practice
+
+    practice = Practice(tmp_path / "solo", clients=CLIENTS)
+    practice.add("seen", vevent("appt-s", "Cameron Tate", local("2026-02-27 10:00")))
+    capsys.readouterr()
+    assert main(["--config", str(practice.config), "run", "--once", "--now", NOW]) == 0
+    assert capsys.readouterr().out.startswith("1 calls due; 2 reminders written")
+    assert (practice.root / "var" / "state.db").exists() and not (practice.root / "var" / "default").exists()
+    assert main(["--config", str(practice.config), "plan", "--json", "--now", NOW]) == 0
+    plain = capsys.readouterr().out
+    assert (
+        main(["--config", str(practice.config), "plan", "--json", "--now", NOW, "--account", "default"]) == 0
+    )
+    assert capsys.readouterr().out == plain
+    [line] = [json.loads(x) for x in plain.splitlines()]
+    assert "account" not in line and line["reason"] == "not_rebooked"
