@@ -115,9 +115,11 @@ def _parser() -> _Parser:
     steps = roster.add_subparsers(dest="roster_command", required=True, parser_class=_Parser)
     suggest = steps.add_parser("suggest", help="list appointments no client matches; draft roster entries")
     suggest.add_argument("--write", type=Path, metavar="FILE", help="write a draft roster (a new file, 0600)")
+    with_account(suggest)
     with_now(suggest)
     imp = steps.add_parser("import", help="merge a CSV or vCard client list into the roster")
     imp.add_argument("file", type=Path, help="the export (.csv or .vcf)")
+    with_account(imp)
     how = imp.add_mutually_exclusive_group()
     how.add_argument("--dry-run", action="store_true", help="show the change only (the default)")
     how.add_argument("--write", action="store_true", help="apply the change to the roster file")
@@ -360,7 +362,7 @@ def _group(args: argparse.Namespace, accounts: tuple[Settings, ...], everyone: t
 def _roster(args: argparse.Namespace) -> int:
     from worker.onboarding import commands as onboarding
 
-    settings = load_settings(args.config or default_config_path(), roster_optional=True)
+    settings = load_settings(args.config or default_config_path(), roster_optional=True, account=args.account)
     logsetup.configure(settings.run.log_level)
     if args.roster_command == "suggest":
         return onboarding.suggest_command(settings, parse_now(args.now, settings), args.write)

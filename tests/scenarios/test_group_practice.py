@@ -242,3 +242,13 @@ def test_a_single_calendar_config_prints_as_before(
     assert capsys.readouterr().out == plain
     [line] = [json.loads(x) for x in plain.splitlines()]
     assert "account" not in line and line["reason"] == "not_rebooked"
+
+
+def test_roster_suggest_takes_an_account(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`roster suggest` of a group config needs --account (exit 2 naming the accounts), and reads that account's calendar."""
+    config = group(tmp_path)
+    book(tmp_path, "okafor", "appt-x", "Sam Unknown", "2026-03-10 10:00")
+    capsys.readouterr()
+    assert main(["--config", str(config), "roster", "suggest", "--now", NOW]) == 2
+    assert "name one with --account" in capsys.readouterr().err
+    assert main(["--config", str(config), "roster", "suggest", "--account", "okafor", "--now", NOW]) == 0
