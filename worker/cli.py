@@ -20,7 +20,7 @@ import structlog
 
 from worker import __version__
 from worker import log as logsetup
-from worker.config import Settings, default_config_path, load_settings
+from worker.config import Settings, default_config_path, load_accounts, load_settings, pick_account
 from worker.durations import parse_duration
 from worker.errors import AuthError, ConfigError, ConnectorError, LockedError, StateError, WorkerError
 from worker.output import EXIT_AUTH, EXIT_CONFIG, EXIT_FAILED, EXIT_OK
@@ -55,7 +55,13 @@ def _parser() -> _Parser:
             help="act as if it were this time (ISO-8601; naive = practice time); for tests and audits",
         )
 
+    def with_account(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument(
+            "--account", metavar="NAME", help="only this account of a group practice (default: every account)"
+        )
+
     run = sub.add_parser("run", help="one pass (--once) or a pass every interval (default 5m)")
+    with_account(run)
     run.add_argument("--once", action="store_true", help="one pass, then exit")
     run.add_argument("--every", help="interval between passes, e.g. 90s, 5m, 1h")
     run.add_argument("--include-stale", action="store_true", help="also write needs older than rules.max_age")
@@ -81,12 +87,15 @@ def _parser() -> _Parser:
         help="plan as `run --include-stale` would: also write needs older than rules.max_age",
     )
     with_now(plan)
+    with_account(plan)
 
     status = sub.add_parser("status", help="the caseload: last seen, next booked, open calls")
     status.add_argument("--json", action="store_true", help="one JSON object per client")
     with_now(status)
+    with_account(status)
 
     check = sub.add_parser("check", help="validate config and roster, reach every calendar")
+    with_account(check)
     check.add_argument("--health", action="store_true", help="exit 1 when the last good pass is too old")
     check.add_argument(
         "--write-probe",
@@ -98,6 +107,7 @@ def _parser() -> _Parser:
     )
 
     purge = sub.add_parser("purge", help="remove every item callsheet wrote (only ours)")
+    with_account(purge)
     purge.add_argument("--dry-run", action="store_true", help="list what would be removed")
     purge.add_argument("--yes", action="store_true", help="really remove")
 
@@ -105,9 +115,11 @@ def _parser() -> _Parser:
     steps = roster.add_subparsers(dest="roster_command", required=True, parser_class=_Parser)
     suggest = steps.add_parser("suggest", help="list appointments no client matches; draft roster entries")
     suggest.add_argument("--write", type=Path, metavar="FILE", help="write a draft roster (a new file, 0600)")
+    with_account(suggest)
     with_now(suggest)
     imp = steps.add_parser("import", help="merge a CSV or vCard client list into the roster")
     imp.add_argument("file", type=Path, help="the export (.csv or .vcf)")
+    with_account(imp)
     how = imp.add_mutually_exclusive_group()
     how.add_argument("--dry-run", action="store_true", help="show the change only (the default)")
     how.add_argument("--write", action="store_true", help="apply the change to the roster file")
@@ -271,7 +283,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             replace=args.replace,
             password_env=args.password_env,
         )
-    settings = _load(args)
+    everyone = load_accounts(args.config or default_config_path())
+    chosen = getattr(args, "account", None)
+    if len(everyone) > 1 and args.command in ("run", "plan", "status", "check"):
+        accounts = (pick_account(everyone, chosen),) if chosen else everyone
+        return _group(args, accounts, everyone)
+    settings = pick_account(everyone, chosen)
     looping = args.command == "run" and not (args.once or args.now)
     level = settings.run.log_level
     if level == "info" and not looping and sys.stderr.isatty():
@@ -315,10 +332,58 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise _usage(f"unknown command {args.command!r}")
 
 
+def _group(args: argparse.Namespace, accounts: tuple[Settings, ...], everyone: tuple[Settings, ...]) -> int:
+    """`run`, `plan`, `status` and `check` over every account of a group practice."""
+    from worker import group
+
+    first = accounts[0]
+    level = first.run.log_level
+    looping = args.command == "run" and not (args.once or args.now)
+    if level == "info" and not looping and sys.stderr.isatty():
+        level = "warning"
+    logsetup.configure(level)
+    if args.command == "run":
+        if args.every and (args.once or args.now):
+            raise _usage("use --once or --every, not both")
+        if args.once or args.now:
+            return group.run_once(
+                accounts,
+                everyone,
+                parse_now(args.now, first),
+                include_stale=args.include_stale,
+                accept=_accept(args),
+                simulated=bool(args.now),
+            )
+        every = None
+        if args.every:
+            try:
+                every = parse_duration(args.every)
+            except ValueError as exc:
+                raise _usage(str(exc)) from exc
+            if every < timedelta(seconds=1):
+                raise _usage("--every must be at least 1s")
+        return group.run_every(
+            accounts, everyone, every, include_stale=args.include_stale, accept=_accept(args)
+        )
+    if args.command == "plan":
+        return group.plan(
+            accounts,
+            everyone,
+            parse_now(args.now, first),
+            as_json=args.json,
+            include_stale=args.include_stale,
+        )
+    if args.command == "status":
+        return group.status(accounts, everyone, parse_now(args.now, first), as_json=args.json)
+    if args.list:
+        raise _usage("check --list looks at one account's calendars: name it with --account")
+    return group.check(accounts, health=args.health, write_probe=args.write_probe)
+
+
 def _roster(args: argparse.Namespace) -> int:
     from worker.onboarding import commands as onboarding
 
-    settings = load_settings(args.config or default_config_path(), roster_optional=True)
+    settings = load_settings(args.config or default_config_path(), roster_optional=True, account=args.account)
     logsetup.configure(settings.run.log_level)
     if args.roster_command == "suggest":
         return onboarding.suggest_command(settings, parse_now(args.now, settings), args.write)

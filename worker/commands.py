@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from worker.model import (
     Appointment,
     Attendance,
     CallNeed,
+    Client,
     ClientId,
 )
 from worker.output import EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
@@ -155,8 +156,13 @@ def run_every(
     return runner.loop(settings, every, stop=stop, include_stale=include_stale, accept=accept)
 
 
-def plan(settings: Settings, now: datetime, *, as_json: bool, include_stale: bool) -> int:
-    outcome = runner.run_pass(settings, now, dry_run=True, include_stale=include_stale)
+def plan(
+    settings: Settings, now: datetime, *, as_json: bool, include_stale: bool, peers: Sequence[Settings] = ()
+) -> int:
+    """`peers`: every account of a group practice (the other clinicians' appointments count)."""
+    outcome = runner.run_pass(
+        settings, now, dry_run=True, include_stale=include_stale, peers=runner.peers_of(settings, peers)
+    )
     result = outcome.plan
     tz = settings.practice.tz
     if as_json:
@@ -190,11 +196,11 @@ def plan(settings: Settings, now: datetime, *, as_json: bool, include_stale: boo
     return EXIT_OK
 
 
-def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
-    """The caseload, most in need of attention first."""
+def status(settings: Settings, now: datetime, *, as_json: bool, peers: Sequence[Settings] = ()) -> int:
+    """The caseload, most in need of attention first (in a group practice: this clinician's)."""
     from worker.onboarding import commands as onboarding  # only here: a pass never needs it (start-up)
 
-    outcome = runner.run_pass(settings, now, dry_run=True)
+    outcome = runner.run_pass(settings, now, dry_run=True, peers=runner.peers_of(settings, peers))
     appointments = outcome.plan.appointments
     open_keys = {key for (key, _kind), item in outcome.plan.held.items() if item.status == "open"}
     by_client: dict[str, list[Appointment]] = {}
@@ -208,7 +214,7 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
         if n.state == "upcoming" and n.key not in outcome.plan.handled:
             coming_by.setdefault(n.client_id, []).append(n)
     rows = []
-    for client in settings.clients:
+    for client in caseload(settings, by_client, shared=bool(runner.peers_of(settings, peers))):
         appts = sorted(by_client.get(client.id, []), key=lambda a: a.start)
         attended = [a for a in appts if a.attendance in (Attendance.ATTENDED, Attendance.ARRIVED)]
         ahead = [a for a in appts if not a.is_cancelled and a.end > now]
@@ -265,6 +271,7 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
         for r in rows
     ]
     beats = {c.id: onboarding.rhythm(c, settings.rules.rebook_within.days, now) for c in settings.clients}
+    # (the rhythm of every client; the table shows the caseload's)
     wide = [(*row, *beats[ClientId(str(r["client"]))]) for row, r in zip(table, rows, strict=True)]
     headers = (
         "Client",
@@ -280,6 +287,19 @@ def status(settings: Settings, now: datetime, *, as_json: bool) -> int:
     print(_table(headers, wide))
     onboarding.status_coverage(settings, now)
     return EXIT_OK
+
+
+def caseload(settings: Settings, booked: Mapping[str, object], *, shared: bool) -> list[Client]:
+    """The clients `status` lists: all of them, or with a roster shared by several clinicians,
+    those whose `clinician` is this account and those without one who are booked here."""
+    if not shared:
+        return list(settings.clients)
+    return [
+        c
+        for c in settings.clients
+        if settings.clinicians.get(c.id) == settings.account
+        or (c.id not in settings.clinicians and c.id in booked)
+    ]
 
 
 def _next_call(upcoming: object, day: Callable[[object], str]) -> str:

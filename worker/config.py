@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,6 +39,9 @@ from pydantic import (
 from worker.durations import parse_duration
 from worker.errors import ConfigError, Problem
 from worker.model import Client, ClientId
+
+# The name of the one account of a single-calendar config (its state stays in state_dir itself).
+DEFAULT_ACCOUNT = "default"
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -293,6 +296,10 @@ class RunSettings(_Strict):
     every: Duration = timedelta(minutes=5)
     alert_after: Duration = timedelta(hours=2)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # several accounts: how many passes run at once (threads; passes wait on the network)
+    concurrency: StrictInt = Field(default=4, ge=1, le=64)
+    # one account's pass stops writing after this long; the others never wait for it
+    deadline: Duration = timedelta(minutes=10)
 
 
 class _ConfigFile(_Strict):
@@ -333,6 +340,7 @@ class _ClientEntry(_Strict):
     pause_reason: str = ""
     call_after: date | None = None
     no_calls: StrictBool = False
+    clinician: str = ""  # a shared practice roster: the account (clinician) who sees the client
 
     @field_validator("rebook_within")
     @classmethod
@@ -362,6 +370,10 @@ class Settings:
     clients: tuple[Client, ...]
     state_url: str = ""  # "" = SQLite in state_dir
     state_password_env: str | None = None
+    account: str = DEFAULT_ACCOUNT
+    waiting_room: str = ""
+    # a shared practice roster: client id -> the account (clinician) named in its `clinician`
+    clinicians: dict[ClientId, str] = field(default_factory=dict)
 
     def secret(self, section: _Account, what: str = "password") -> str | None:
         """Read the password named by password_file / password_env (never inline)."""
@@ -626,6 +638,13 @@ def load_roster(path: Path, tz: tzinfo = UTC) -> tuple[Client, ...]:
 
     `pause_until` and `call_after` dates mean local midnight in `tz` (the practice's zone).
     """
+    return _load_roster(path, tz)[0]
+
+
+def _load_roster(
+    path: Path, tz: tzinfo = UTC, accounts: tuple[str, ...] | None = None
+) -> tuple[tuple[Client, ...], dict[ClientId, str]]:
+    """The roster's clients and each one's `clinician` (checked against `accounts` when given)."""
     data, text = _read_toml(path, "roster")
     controls = _control_characters(data, path, text)
     try:
@@ -681,13 +700,23 @@ def load_roster(path: Path, tz: tzinfo = UTC) -> tuple[Client, ...]:
                 links[entry.id].add(other)
                 links[other].add(entry.id)
     problems += _group_problems(roster.clients, ids, path, text)
+    for number, entry in enumerate(roster.clients, start=1):
+        if accounts is not None and entry.clinician and entry.clinician not in accounts:
+            line = _line_of(text, ("clients", number - 1, "clinician"))
+            known = ", ".join(repr(a) for a in accounts) or "none: the config has one calendar"
+            problems.append(
+                Problem(
+                    f"{path}:{line}" if line else str(path),
+                    f"clients[{number}].clinician: not an account of the config (accounts: {known})",
+                )
+            )
     if problems:
         raise ConfigError(problems)
 
     def midnight(day: date | None) -> datetime | None:
         return None if day is None else datetime.combine(day, time(0, 0), tz)
 
-    return tuple(
+    clients = tuple(
         Client(
             id=ClientId(e.id),
             name=e.name,
@@ -708,6 +737,7 @@ def load_roster(path: Path, tz: tzinfo = UTC) -> tuple[Client, ...]:
         )
         for e in roster.clients
     )
+    return clients, {ClientId(e.id): e.clinician for e in roster.clients if e.clinician}
 
 
 def _group_problems(
@@ -739,16 +769,45 @@ def _group_problems(
     return out
 
 
-def load_settings(path: Path, *, roster: bool = True, roster_optional: bool = False) -> Settings:
+def load_settings(
+    path: Path, *, roster: bool = True, roster_optional: bool = False, account: str | None = None
+) -> Settings:
     """Load config.toml and the roster it names (`roster=False`: the config alone, no clients;
-    `roster_optional`: a missing roster is empty).
+    `roster_optional`: a missing roster is empty). A config of several accounts needs `account`.
 
     Raises:
         ConfigError: with every problem found in both files.
     """
-    path = path.expanduser().absolute()
+    return pick_account(load_accounts(path, roster=roster, roster_optional=roster_optional), account)
+
+
+def pick_account(accounts: tuple[Settings, ...], name: str | None) -> Settings:
+    """The account called `name`, or the only one.
+
+    Raises:
+        ConfigError: no such account, or several and no name.
+    """
+    names = ", ".join(a.account for a in accounts)
+    if name is None:
+        if len(accounts) == 1:
+            return accounts[0]
+        raise ConfigError(
+            [
+                Problem(
+                    str(accounts[0].path),
+                    f"the config holds several accounts ({names}): name one with --account",
+                )
+            ]
+        )
+    for settings in accounts:
+        if settings.account == name:
+            return settings
+    raise ConfigError([Problem(str(accounts[0].path), f"no account named {name!r} (accounts: {names})")])
+
+
+def _read_config(path: Path) -> tuple[dict[str, Any], str]:
     try:
-        data, text = _read_toml(path, "config file")
+        return _read_toml(path, "config file")
     except ConfigError as err:
         if not path.exists() and err.problems:
             first = err.problems[0]
@@ -758,6 +817,19 @@ def load_settings(path: Path, *, roster: bool = True, roster_optional: bool = Fa
                 "else this file; copy config.example.toml to one of them)",
             )
         raise
+
+
+def load_accounts(path: Path, *, roster: bool = True, roster_optional: bool = False) -> tuple[Settings, ...]:
+    """Every account of the config: one for the single-calendar form (named "default", its state
+    in state_dir itself), else one per `[[accounts]]` table or `accounts_dir` file, in order.
+
+    Raises:
+        ConfigError: with every problem found in the config, the account files and the rosters.
+    """
+    path = path.expanduser().absolute()
+    data, text = _read_config(path)
+    if "accounts" in data or "accounts_dir" in data:
+        return _load_group(path, data, text, roster=roster, roster_optional=roster_optional)
     base = path.parent
     problems: list[Problem] = []
     try:
@@ -768,15 +840,34 @@ def load_settings(path: Path, *, roster: bool = True, roster_optional: bool = Fa
     roster_path = _resolve(base, Path(str(data.get("roster", "clients.toml"))))
     assert roster_path is not None
     clients: tuple[Client, ...] = ()
+    clinicians: dict[ClientId, str] = {}
     try:
         if roster and not (roster_optional and not roster_path.exists()):
-            clients = load_roster(roster_path, parsed.practice.tz if parsed is not None else UTC)
+            clients, clinicians = _load_roster(roster_path, parsed.practice.tz if parsed is not None else UTC)
     except ConfigError as err:
         problems.extend(err.problems)
     if parsed is not None:
         problems.extend(_check_sections(parsed, path, text))
     if problems or parsed is None:
         raise ConfigError(problems)
+    state_dir = _resolve(base, parsed.state_dir)
+    assert state_dir is not None
+    return (_build(path, parsed, data, roster_path, state_dir, clients, clinicians),)
+
+
+def _build(
+    path: Path,
+    parsed: _ConfigFile,
+    data: dict[str, Any],
+    roster_path: Path,
+    state_dir: Path,
+    clients: tuple[Client, ...],
+    clinicians: dict[ClientId, str],
+    *,
+    account: str = DEFAULT_ACCOUNT,
+    waiting_room: str = "",
+) -> Settings:
+    base = path.parent
     source: SourceSettings = parsed.source.model_copy(
         update={"path": _resolve(base, parsed.source.path), **_absolute_account(parsed.source, base)}
     )
@@ -788,8 +879,6 @@ def load_settings(path: Path, *, roster: bool = True, roster_optional: bool = Fa
         }
     )
     reminders = _inherit_account(reminders, source, data.get("reminders", {}))
-    state_dir = _resolve(base, parsed.state_dir)
-    assert state_dir is not None
     return Settings(
         path=path,
         roster_path=roster_path,
@@ -803,7 +892,215 @@ def load_settings(path: Path, *, roster: bool = True, roster_optional: bool = Fa
         clients=clients,
         state_url=parsed.state_url,
         state_password_env=parsed.state_password_env,
+        account=account,
+        waiting_room=waiting_room,
+        clinicians=clinicians,
     )
+
+
+# -- several accounts ---------------------------------------------------------------------------
+
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ACCOUNT_HEADER = re.compile(r"^\s*\[\[\s*accounts\s*\]\]")
+_TABLE_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One account's own table, and where its keys' lines are looked up (first found wins)."""
+
+    data: dict[str, Any]
+    views: tuple[tuple[Path, str], ...]
+
+
+def _views(text: str) -> tuple[list[str], str]:
+    """Each `[[accounts]]` block of `text` as a text of its own (its tables' `accounts.` prefix
+    taken off, every other line blank, so line numbers stay), and the shared rest likewise."""
+    lines = text.splitlines()
+    owner: list[int] = []  # -1: shared; n: account block n
+    current = -1
+    count = 0
+    for line in lines:
+        if _ACCOUNT_HEADER.match(line):
+            current, count = count, count + 1
+        else:
+            header = _TABLE_HEADER.match(line)
+            if header and not header.group(1).strip().startswith("accounts."):
+                current = -1
+        owner.append(current)
+    blocks = []
+    for n in range(count):
+        view = []
+        for line, whose in zip(lines, owner, strict=True):
+            if whose != n or _ACCOUNT_HEADER.match(line):
+                view.append("")
+            else:
+                view.append(re.sub(r"^(\s*\[\[?\s*)accounts\.", r"\1", line))
+        blocks.append("\n".join(view))
+    shared = "\n".join(line if whose == -1 else "" for line, whose in zip(lines, owner, strict=True))
+    return blocks, shared
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, table by table (an account overrides single shared keys)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _entries(path: Path, data: dict[str, Any], text: str) -> tuple[list[_Entry], list[Problem]]:
+    problems: list[Problem] = []
+    blocks, shared = _views(text)
+
+    def at(key: str) -> str:
+        line = _line_of(text, (key,))
+        return f"{path}:{line}" if line else str(path)
+
+    entries: list[_Entry] = []
+    inline = data.get("accounts", [])
+    if not isinstance(inline, list) or not all(isinstance(t, dict) for t in inline):
+        problems.append(Problem(at("accounts"), "accounts: must be [[accounts]] tables"))
+        inline = []
+    for n, table in enumerate(inline):
+        view = blocks[n] if n < len(blocks) else ""
+        entries.append(_Entry(table, ((path, view), (path, shared))))
+    folder = data.get("accounts_dir")
+    if folder is not None:
+        if not isinstance(folder, str):
+            problems.append(Problem(at("accounts_dir"), "accounts_dir: must be a folder path in quotes"))
+            return entries, problems
+        where = _resolve(path.parent, Path(folder))
+        assert where is not None
+        files = sorted(where.glob("*.toml")) if where.is_dir() else []
+        if not files:
+            problems.append(
+                Problem(at("accounts_dir"), f"accounts_dir: {where} holds no account files (NAME.toml)")
+            )
+        for file in files:
+            try:
+                own, own_text = _read_toml(file, "account file")
+            except ConfigError as err:
+                problems.extend(err.problems)
+                continue
+            entries.append(_Entry(own, ((file, own_text), (path, shared))))
+    return entries, problems
+
+
+def _entry_problems(err: ValidationError, entry: _Entry, label: str) -> list[Problem]:
+    """The problems of one account, each at the first file that has the key's line."""
+    found = [_problems(err, file, text, private=False) for file, text in entry.views]
+    out = []
+    for options in zip(*found, strict=True):
+        chosen = next(
+            (p for p, (file, _) in zip(options, entry.views, strict=True) if p.where != str(file)), options[0]
+        )
+        out.append(Problem(chosen.where, f"{label}: {chosen.message}"))
+    return out
+
+
+def _load_group(
+    path: Path, data: dict[str, Any], text: str, *, roster: bool, roster_optional: bool
+) -> tuple[Settings, ...]:
+    base = path.parent
+    entries, problems = _entries(path, data, text)
+    shared = {k: v for k, v in data.items() if k not in ("accounts", "accounts_dir")}
+    for key in ("source", "reminders"):
+        if key in shared:
+            line = _line_of(text, (key,))
+            problems.append(
+                Problem(
+                    f"{path}:{line}" if line else str(path),
+                    f"[{key}] belongs in each account: with [[accounts]] or accounts_dir every account "
+                    f"has its own [{key}] ([accounts.{key}] or [{key}] in its file)",
+                )
+            )
+    names: list[str] = []
+    parsed_all: list[tuple[str, str, _ConfigFile, _Entry]] = []
+    for n, entry in enumerate(entries, start=1):
+        name = entry.data.get("name")
+        file, own_text = entry.views[0]
+        line = _line_of(own_text, ("name",))
+        where = f"{file}:{line}" if line else str(file)
+        if not isinstance(name, str) or not _ACCOUNT_NAME.fullmatch(name):
+            problems.append(
+                Problem(
+                    where,
+                    f"accounts[{n}].name: required, a short name of letters, digits, '_', '.' and '-' "
+                    "(it names the account's state folder)",
+                )
+            )
+            continue
+        if name in names:
+            problems.append(Problem(where, f"accounts[{n}].name: {name!r} names two accounts"))
+            continue
+        names.append(name)
+        room = entry.data.get("waiting_room", "")
+        if not isinstance(room, str):
+            line = _line_of(own_text, ("waiting_room",))
+            problems.append(
+                Problem(
+                    f"{file}:{line}" if line else str(file), f"account {name!r}: waiting_room: must be text"
+                )
+            )
+            room = ""
+        own = {k: v for k, v in entry.data.items() if k not in ("name", "waiting_room")}
+        try:
+            parsed = _ConfigFile.model_validate(_merge(shared, own))
+        except ValidationError as err:
+            problems.extend(_entry_problems(err, entry, f"account {name!r}"))
+            continue
+        problems.extend(
+            Problem(p.where, f"account {name!r}: {p.message}")
+            for p in _check_sections(parsed, file, own_text)
+        )
+        parsed_all.append((name, room, parsed, entry))
+    rosters: dict[Path, tuple[tuple[Client, ...], dict[ClientId, str]]] = {}
+    out: list[Settings] = []
+    state_dirs: dict[Path, str] = {}
+    for name, room, parsed, entry in parsed_all:
+        roster_path = _resolve(base, parsed.roster)
+        assert roster_path is not None
+        if roster and roster_path not in rosters and not (roster_optional and not roster_path.exists()):
+            try:
+                rosters[roster_path] = _load_roster(roster_path, parsed.practice.tz, tuple(names))
+            except ConfigError as err:
+                problems.extend(err.problems)
+                rosters[roster_path] = ((), {})
+        clients, clinicians = rosters.get(roster_path, ((), {}))
+        own_dir = entry.data.get("state_dir")
+        state_dir = _resolve(base, parsed.state_dir if own_dir is not None else parsed.state_dir / name)
+        assert state_dir is not None
+        if state_dir in state_dirs:
+            problems.append(
+                Problem(
+                    str(entry.views[0][0]),
+                    f"account {name!r}: shares its state folder with {state_dirs[state_dir]!r}",
+                )
+            )
+        state_dirs[state_dir] = name
+        merged = _merge(shared, {k: v for k, v in entry.data.items() if k not in ("name", "waiting_room")})
+        out.append(
+            _build(
+                path,
+                parsed,
+                merged,
+                roster_path,
+                state_dir,
+                clients,
+                clinicians,
+                account=name,
+                waiting_room=room,
+            )
+        )
+    if not entries and not problems:
+        problems.append(Problem(str(path), "accounts: the config names no account"))
+    if problems:
+        raise ConfigError(problems)
+    return tuple(out)
 
 
 _ACCOUNT_KEYS = (

@@ -25,6 +25,7 @@ ALLOWED_KEYS = frozenset(
         "level",
         "timestamp",
         "run_id",
+        "account",
         "source",
         "sink",
         "item",

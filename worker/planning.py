@@ -214,15 +214,20 @@ def decide(
     include_stale: bool = False,
     accept_deletions: bool = False,
     source_empty: bool = False,
+    room: Sequence[Appointment] = (),
+    elsewhere: Sequence[Appointment] = (),
 ) -> Plan:
-    """Rules, placement, rendering and reconciliation for one pass (no writes).
+    """Rules, placement, rendering and reconciliation for one pass (no writes). `room` and
+    `elsewhere`: the other clinicians' appointments (`rules.needs`; a group practice).
 
     Raises:
         MassDeletionError: the sink holds none of many open reminders (unless accepted).
     """
     roster = Roster.of(settings.clients)
     appointments = appointments_at(state, settings, now)
-    needs = rules.needs(roster.clients, appointments, now=now, policy=policy_of(settings))
+    needs = rules.needs(
+        roster.clients, appointments, now=now, policy=policy_of(settings), room=room, elsewhere=elsewhere
+    )
     every_item, foreign = ours(list(sink.managed()), owner)
     if foreign:
         log.info(
@@ -275,7 +280,7 @@ def decide(
         client = roster.get(need.client_id)
         if client is None:
             continue
-        alternatives = _alternatives(need, appointments, busy, settings, roster, now)
+        alternatives = _alternatives(need, [*appointments, *room], busy, settings, roster, now)
         for kind in kinds_for(need, settings, sink_kinds):
             item = current.get((need.key, kind))
             start = placed.get(need.key) or (item.start if item and item.start else now)

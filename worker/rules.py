@@ -243,19 +243,7 @@ def conflict_needs(
     # compared in UTC: fast for stored (UTC) times, and exact across a DST change
     after = now.astimezone(UTC)
     horizon = after + policy.lookahead
-    live = sorted(
-        (
-            a
-            for a in appts
-            if a.end > after
-            and a.start <= horizon
-            and a.attendance not in _CANCELLED
-            and a.attendance is not Attendance.NO_SHOW
-            and a.client_id in clients
-            and not clients[a.client_id].discharged
-        ),
-        key=lambda a: (a.start, a.id),
-    )
+    live = sorted((a for a in appts if _live(clients, after, horizon, a)), key=lambda a: (a.start, a.id))
     found: dict[tuple[Reason, str], CallNeed] = {}
     reach = max(policy.acquainted_gap, timedelta(0))
     for i, a in enumerate(live):
@@ -290,37 +278,111 @@ def conflict_needs(
     return list(found.values())
 
 
+def _live(clients: Mapping[ClientId, Client], after: datetime, horizon: datetime, a: Appointment) -> bool:
+    """Somebody is coming to `a`, it has not ended and it starts within the lookahead."""
+    return (
+        a.end > after
+        and a.start <= horizon
+        and a.attendance not in _CANCELLED
+        and a.attendance is not Attendance.NO_SHOW
+        and a.client_id in clients
+        and not clients[a.client_id].discharged
+    )
+
+
+def room_needs(
+    clients: Mapping[ClientId, Client],
+    own: Sequence[Appointment],
+    room: Sequence[Appointment],
+    now: datetime,
+    policy: Policy,
+) -> list[CallNeed]:
+    """acquainted_conflict across clinicians who share a waiting room.
+
+    `own` are this clinician's appointments, `room` the other clinicians' (same roster, same
+    waiting room). A pair of acquaintances within `acquainted_gap` of each other (overlapping
+    included: other rooms, one waiting room) is decided exactly as `conflict_needs` decides a
+    pair in one calendar, so every clinician's pass agrees on who is called; a need is returned
+    only when the called appointment is one of `own` (the other clinician's pass calls theirs).
+    """
+    after = now.astimezone(UTC)
+    horizon = after + policy.lookahead
+    mine = sorted((a for a in own if _live(clients, after, horizon, a)), key=lambda a: (a.start, a.id))
+    theirs = sorted((b for b in room if _live(clients, after, horizon, b)), key=lambda b: (b.start, b.id))
+    found: dict[str, CallNeed] = {}
+    for a in mine:
+        friends = clients[a.client_id].acquainted_with
+        for b in theirs:
+            if b.start >= a.end + policy.acquainted_gap:
+                break  # sorted by start: every later b is further away
+            if b.client_id == a.client_id or not (
+                b.client_id in friends or a.client_id in clients[b.client_id].acquainted_with
+            ):
+                continue
+            if gap_between(a.start, a.end, b.start, b.end) >= policy.acquainted_gap:
+                continue
+            called, other = _called(a, b)
+            if called.start <= now:
+                continue
+            if not callable_at(clients[called.client_id], now):
+                if other.start <= now or not callable_at(clients[other.client_id], now):
+                    continue
+                called, other = other, called
+            if called is a and a.id not in found:
+                found[a.id] = _need(
+                    a.client_id, Reason.ACQUAINTED_CONFLICT, now, a, now, policy, other=other, state="due"
+                )
+    return list(found.values())
+
+
 def needs(
     clients: Mapping[ClientId, Client],
     appointments: Iterable[Appointment],
     *,
     now: datetime,
     policy: Policy,
+    room: Sequence[Appointment] = (),
+    elsewhere: Sequence[Appointment] = (),
 ) -> list[CallNeed]:
     """Every call need at `now`, sorted by (due, client, reason).
 
     Deterministic: the same appointments in any order give the same list. A discharged client
     gets nothing; appointments of clients not in the roster are ignored.
+
+    A group practice (one roster, several clinicians): `room` holds the other clinicians'
+    appointments in this one's waiting room (acquaintances meeting there: `room_needs`);
+    `elsewhere` the other clinicians' appointments of the same clients, so a client who moved
+    to another clinician is one client (booked there: no "did not rebook" call here). Needs
+    are only ever anchored on this clinician's own appointments.
     """
     # One instant, one zone: stored times are UTC, so comparisons take the fast path, and
     # they are exact in the repeated hour of a DST change (same-zone comparisons are not).
     now = now.astimezone(UTC)
+    own = list(appointments)
     by_client: dict[ClientId, list[Appointment]] = defaultdict(list)
-    for a in appointments:
+    for a in own:
         if a.client_id in clients:
             by_client[a.client_id].append(a)
+    mine = {(a.uid, a.recurrence_id) for a in own}
+    history: dict[ClientId, list[Appointment]] = defaultdict(list)
+    for a in elsewhere:
+        if a.client_id in clients and (a.uid, a.recurrence_id) not in mine:
+            history[a.client_id].append(a)
     out: list[CallNeed] = []
     for client_id in sorted(by_client):
         client = clients[client_id]
         if client.discharged:
             continue
         # sorting each client's list costs less than one sort of everything (n log n)
-        appts = _chronological(by_client[client_id])
+        appts = _chronological(by_client[client_id] + history.get(client_id, []))
         found = late_needs(client, appts, now, policy)
         found += no_show_needs(client, appts, now, policy)
         found += rebook_needs(client, appts, now, policy)
         found += lapsed_needs(client, appts, now, policy)
         out += respect_wishes(client, found, now, policy)
     out += conflict_needs(clients, [a for appts in by_client.values() for a in appts], now, policy)
+    if history:
+        out = [n for n in out if (n.anchor_uid, n.anchor_rid) in mine]
+    out += room_needs(clients, own, room, now, policy)
     unique = {n.key: n for n in out}
     return sorted(unique.values(), key=lambda n: (n.due, n.client_id, n.reason.value, n.key))

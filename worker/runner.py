@@ -14,19 +14,29 @@ import threading
 import time as _time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import structlog
 
-from connectors.base import Sink, check_locations, open_sink, open_source, owner_of
+from connectors.base import (
+    Sink,
+    check_locations,
+    open_sink,
+    open_source,
+    owner_of,
+    sink_locations,
+    source_locations,
+)
 from worker.apply import apply
 from worker.config import Settings
-from worker.errors import ClockError, ConfigError, ConnectorError, ItemsUnseenError, LockedError
+from worker.errors import ClockError, ConfigError, ConnectorError, ItemsUnseenError, LockedError, Problem
 from worker.health import read_health, record_failure, record_outcome, write_health
-from worker.planning import Plan, decide
+from worker.model import Appointment
+from worker.planning import Plan, appointments_at, decide
 from worker.roster import Roster
 from worker.state import Store, lock_for, open_state, snapshot_state
 from worker.sync import sync_source, window_for
@@ -35,12 +45,17 @@ __all__ = [
     "CLOCK_SLACK",
     "NO_ACCEPT",
     "Accept",
+    "AccountRun",
     "PassOutcome",
     "Plan",
     "Stop",
+    "account_pass",
     "loop",
+    "loop_accounts",
+    "peers_of",
     "read_health",
     "record_failure",
+    "run_accounts",
     "run_pass",
     "window_for",
     "write_health",
@@ -81,10 +96,13 @@ def run_pass(
     sink: Sink | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     accept: Accept = NO_ACCEPT,
+    peers: Sequence[Settings] = (),
 ) -> PassOutcome:
     """One pass. With `dry_run` the state is an in-memory copy and nothing is written.
 
-    `sink` replaces the configured reminder sink (tests use an in-memory one).
+    `sink` replaces the configured reminder sink (tests use an in-memory one). `peers`: the
+    other accounts of a group practice sharing this one's roster (`peers_of`); their
+    appointments, as their last pass read them, go into the rules.
 
     Raises:
         LockedError: another pass runs (only without dry_run).
@@ -114,6 +132,7 @@ def run_pass(
                 sink=sink,
                 should_stop=should_stop,
                 accept=accept,
+                peers=peers,
             )
         with lock_for(settings):
             state = open_state(settings)
@@ -139,6 +158,7 @@ def run_pass(
                 sink=sink,
                 should_stop=should_stop,
                 accept=accept,
+                peers=peers,
             )
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
@@ -156,6 +176,7 @@ def _pass(
     sink: Sink | None,
     should_stop: Callable[[], bool],
     accept: Accept,
+    peers: Sequence[Settings] = (),
 ) -> PassOutcome:
     roster = Roster.of(settings.clients)
     given = sink
@@ -177,6 +198,7 @@ def _pass(
             sink = open_sink(settings, settings.reminders)
         if on_phase:
             on_phase("working out the calls")
+        room, elsewhere = peer_appointments(settings, peers, now)
         try:
             plan = decide(
                 settings,
@@ -187,6 +209,8 @@ def _pass(
                 include_stale=include_stale,
                 accept_deletions=accept.deletions,
                 source_empty=counts["objects"] == 0 and not accept.source_loss,
+                room=room,
+                elsewhere=elsewhere,
             )
         except ItemsUnseenError as exc:
             # the sink lost a whole list (not the therapist handling each item): nothing is
@@ -235,6 +259,43 @@ def _pass(
         if sink is not None and sink is not given:
             sink.close()
         state.close()
+
+
+# -- a group practice: the other accounts ---------------------------------------------------------
+
+
+def peers_of(settings: Settings, accounts: Sequence[Settings]) -> tuple[Settings, ...]:
+    """The other accounts that share `settings`' roster file (one practice roster: client ids
+    mean the same person in both). Accounts with rosters of their own share nothing."""
+    return tuple(
+        a for a in accounts if a.account != settings.account and a.roster_path == settings.roster_path
+    )
+
+
+def peer_appointments(
+    settings: Settings, peers: Sequence[Settings], now: datetime
+) -> tuple[list[Appointment], list[Appointment]]:
+    """(room, elsewhere): the peers' appointments in this account's waiting room, and all of
+    theirs (the same clients seen by another clinician), as each peer's last pass stored them.
+
+    A peer whose state cannot be read is left out (logged): its trouble never stops this pass.
+    """
+    room: list[Appointment] = []
+    elsewhere: list[Appointment] = []
+    for peer in peers:
+        try:
+            state = snapshot_state(peer)
+            try:
+                theirs = appointments_at(state, peer, now)
+            finally:
+                state.close()
+        except Exception as exc:  # noqa: BLE001 - another account's state is never this one's failure
+            log.warning("peer.unreadable", account=peer.account, error=type(exc).__name__)
+            continue
+        elsewhere += theirs
+        if settings.waiting_room and peer.waiting_room == settings.waiting_room:
+            room += theirs
+    return room, elsewhere
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -293,6 +354,173 @@ def loop(
         wait = every.total_seconds() + jitter
         log.debug("loop.sleep", next_in_s=round(wait, 1))
         stop.event.wait(wait)
+    if stop.signal:
+        log.info("loop.stopped", signal=stop.signal)
+    return 0
+
+
+# -- a group practice: every account, bounded concurrency ----------------------------------------
+
+
+@dataclass(slots=True)
+class AccountRun:
+    """What one account's pass came to: its outcome, or the error that ended it."""
+
+    settings: Settings
+    outcome: PassOutcome | None = None
+    error: BaseException | None = None
+    healthy: bool = True  # record_outcome's verdict (False: some items failed)
+
+
+def account_pass(
+    settings: Settings,
+    accounts: Sequence[Settings],
+    now: datetime,
+    *,
+    include_stale: bool = False,
+    accept: Accept = NO_ACCEPT,
+    record: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+    every: timedelta | None = None,
+) -> AccountRun:
+    """One account's pass under its own deadline (`run.deadline`: past it, the pass writes no
+    more), its health recorded in its own state folder. Never raises: the error is returned."""
+    structlog.contextvars.bind_contextvars(account=settings.account)
+    deadline = _time.monotonic() + settings.run.deadline.total_seconds()
+
+    def stop_now() -> bool:
+        return should_stop() or _time.monotonic() > deadline
+
+    result = AccountRun(settings)
+    try:
+        check_peer_sources(settings, accounts)
+        result.outcome = run_pass(
+            settings,
+            now,
+            include_stale=include_stale,
+            should_stop=stop_now,
+            accept=accept,
+            peers=peers_of(settings, accounts),
+        )
+        if record:
+            result.healthy = record_outcome(settings, now, dict(result.outcome.counts), every=every)
+    except LockedError as exc:
+        log.info("pass.skipped", reason="locked")
+        result.error = exc
+    except Exception as exc:  # noqa: BLE001 - one account's failure is never another's
+        result.error = exc
+        log.error("pass.failed", error=type(exc).__name__)
+        if record and not isinstance(exc, ConfigError):
+            try:
+                record_failure(settings, now, exc, every=every)
+            except Exception as again:  # noqa: BLE001 - an unwritable state folder is this account's only
+                log.error("health.unwritable", error=type(again).__name__)
+    finally:
+        structlog.contextvars.unbind_contextvars("account")
+    return result
+
+
+def check_peer_sources(settings: Settings, accounts: Sequence[Settings]) -> None:
+    """Refuse reminders that would land in another account's appointment calendar (folders and
+    CalDAV collections, by identity; Google calendar ids name nothing across accounts).
+
+    Raises:
+        ConfigError: the clash, naming both accounts.
+    """
+    if settings.reminders.kind == "google":
+        return
+    mine = sink_locations(settings.reminders)
+    for peer in accounts:
+        if peer.account == settings.account or peer.source.kind == "google":
+            continue
+        if mine & source_locations(peer.source):
+            raise ConfigError(
+                [
+                    Problem(
+                        str(settings.path),
+                        f"account {settings.account!r}: [reminders] is the appointment calendar of account "
+                        f"{peer.account!r}; callsheet never writes into a source",
+                    )
+                ]
+            )
+
+
+def run_accounts(
+    accounts: Sequence[Settings],
+    now: datetime,
+    *,
+    include_stale: bool = False,
+    accept: Accept = NO_ACCEPT,
+    record: bool = True,
+    everyone: Sequence[Settings] = (),
+) -> list[AccountRun]:
+    """One pass of each of `accounts`, `run.concurrency` at a time; results in config order.
+    `everyone`: all accounts of the config (the peers; default `accounts`)."""
+    everyone = everyone or accounts
+    workers = max(1, min(accounts[0].run.concurrency, len(accounts)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="account") as pool:
+        futures = [
+            pool.submit(
+                account_pass, a, everyone, now, include_stale=include_stale, accept=accept, record=record
+            )
+            for a in accounts
+        ]
+        return [f.result() for f in futures]
+
+
+def loop_accounts(
+    accounts: Sequence[Settings],
+    every: timedelta | None,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    stop: Stop | None = None,
+    include_stale: bool = False,
+    max_passes: int | None = None,
+    accept: Accept = NO_ACCEPT,
+    everyone: Sequence[Settings] = (),
+) -> int:
+    """Every account on its own interval (`every`, else its `run.every`) with jitter, at most
+    `run.concurrency` passes at once, until stopped. A slow or failing account delays no
+    other: it only holds its own worker thread. Returns the exit code."""
+    stop = stop or Stop()
+    everyone = everyone or accounts
+    interval = {a.account: (every or a.run.every).total_seconds() for a in accounts}
+    start = _time.monotonic()
+    # the first passes are spread over a few seconds, so a fleet does not start in step
+    next_at = {a.account: start + random.uniform(0, min(5.0, interval[a.account] * 0.1)) for a in accounts}
+    passes = dict.fromkeys(next_at, 0)
+    running: dict[str, Future[AccountRun]] = {}
+    workers = max(1, min(accounts[0].run.concurrency, len(accounts)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="account") as pool:
+        while not stop.event.is_set():
+            moment = _time.monotonic()
+            for settings in accounts:
+                name = settings.account
+                if name in running or next_at[name] > moment:
+                    continue
+                if max_passes is not None and passes[name] >= max_passes:
+                    continue
+                running[name] = pool.submit(
+                    account_pass,
+                    settings,
+                    everyone,
+                    clock(),
+                    include_stale=include_stale,
+                    accept=accept,
+                    should_stop=stop.event.is_set,
+                    every=timedelta(seconds=interval[name]),
+                )
+            for name, future in list(running.items()):
+                if future.done():
+                    del running[name]
+                    passes[name] += 1
+                    jitter = random.uniform(0, min(30.0, interval[name] * 0.1))
+                    next_at[name] = _time.monotonic() + interval[name] + jitter
+            if max_passes is not None and not running and all(n >= max_passes for n in passes.values()):
+                break
+            waiting = [t for n, t in next_at.items() if n not in running]
+            wait = min(waiting, default=moment + 1.0) - _time.monotonic()
+            stop.event.wait(min(max(wait, 0.0), 0.2 if running else 1.0))
     if stop.signal:
         log.info("loop.stopped", signal=stop.signal)
     return 0
