@@ -12,8 +12,11 @@ emptied source (and the runner's source-loss guard on it), and a hostile object.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import os
+import signal
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -51,6 +54,33 @@ BOMB = (
     "RRULE:FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11;BYMINUTE=0,30\r\n"
     f"SUMMARY:{SECRET}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
 ).encode()
+# A rule that never advances: expanding it naively loops for ever.
+NEVER_ADVANCING = BOMB.replace(b"00010101", b"20260302").replace(
+    b"FREQ=DAILY;BYHOUR=0,1,2,3,4,5,6,7,8,9,10,11;BYMINUTE=0,30", b"FREQ=WEEKLY;INTERVAL=0"
+)
+HOSTILE = {"not_icalendar": NOT_ICALENDAR, "recurrence_bomb": BOMB, "never_advancing": NEVER_ADVANCING}
+# A read with a hostile object among three good ones takes well under this (seconds).
+READ_LIMIT = 10.0
+
+
+class Overran(BaseException):
+    """A read took longer than READ_LIMIT (a BaseException: no `except Exception` swallows it)."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Interrupt the block (main thread, POSIX) when it runs longer than `seconds`: a hang fails."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise Overran(f"took longer than {seconds}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class SourceDriver(abc.ABC):
@@ -70,7 +100,7 @@ class SourceDriver(abc.ABC):
 
     @abc.abstractmethod
     def put_hostile(self, kind: str) -> None:
-        """Store one hostile object of this kind ("not_icalendar" or "recurrence_bomb")."""
+        """Store one hostile object of this kind (a key of HOSTILE)."""
 
     @abc.abstractmethod
     def item(self, appt: Appt) -> str:
@@ -102,7 +132,7 @@ class TextDriver(SourceDriver):
         self.drop(appt.uid)
 
     def put_hostile(self, kind: str) -> None:
-        self.store(f"hostile-{kind}", NOT_ICALENDAR if kind == "not_icalendar" else BOMB)
+        self.store(f"hostile-{kind}", HOSTILE[kind])
 
 
 def mondays(events: list[Event]) -> list[str]:
@@ -210,9 +240,9 @@ class SourceContract:
         with pytest.raises(SourceLossError):
             check_loss(source.name, known, batch)
 
-    @pytest.fixture(params=["not_icalendar", "recurrence_bomb"])
+    @pytest.fixture(params=sorted(HOSTILE))
     def hostile(self, request: pytest.FixtureRequest) -> str:
-        """The kinds of hostile object this source can be handed."""
+        """The kinds of hostile object this source can be handed (a driver may narrow them)."""
         return str(request.param)
 
     def test_hostile_object_is_skipped(self, driver: SourceDriver, hostile: str) -> None:
@@ -221,11 +251,15 @@ class SourceContract:
             driver.put(appt)
         driver.put_hostile(hostile)
         source = driver.source()
+        started = time.monotonic()
         try:
-            with capture_logs() as logs:
+            with capture_logs() as logs, deadline(READ_LIMIT):
                 batch = source.read(WINDOW, None)
+        except Overran:
+            pytest.fail(f"a read with a {hostile} object did not end within {READ_LIMIT}s")
         finally:
             source.close()
+        assert time.monotonic() - started < READ_LIMIT
         assert batch.bad == 1
         assert {driver.item(a) for a in ALL} <= set(batch.changed)
         assert [e for events in batch.changed.values() for e in events if SECRET in e.summary] == []

@@ -1,0 +1,52 @@
+"""The shared source contract on the CalDAV source, against Radicale and Xandikos on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from connectors.base import Source, open_source
+from connectors.caldav import CalDavSource
+from tests.contract.test_source_contract import SourceContract, SourceDriver, TextDriver
+from tests.fakes.google.practice import Appt
+from tests.integration.conftest import DavCollection, DavServer, dav_config, dav_server
+from tests.practice import Practice
+from worker.config import load_settings
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["dav_server"]  # the session fixture (Radicale and Xandikos), used here by name
+
+
+class CalDavDriver(TextDriver):
+    def __init__(self, server: DavServer, root: Path) -> None:
+        self.collection: DavCollection = server.make_collection()
+        source_text, _ = dav_config([self.collection.url], "", "", timeout="5s")
+        self.practice = Practice(root, source=source_text)
+        self._source: CalDavSource | None = None
+
+    def store(self, name: str, data: bytes) -> None:
+        self.collection.put(name, data)
+
+    def drop(self, name: str) -> None:
+        self.collection.delete(name)
+
+    def item(self, appt: Appt) -> str:
+        source = self._source
+        assert source is not None, "item ids are asked for after the source is opened"
+        return source.item_id(source.urls[0], f"{self.collection.path}{appt.uid}.ics")
+
+    def source(self) -> Source:
+        settings = load_settings(self.practice.config)
+        opened = open_source(settings, settings.source)
+        assert isinstance(opened, CalDavSource)
+        self._source = opened
+        return opened
+
+
+class TestCalDavSource(SourceContract):
+    @pytest.fixture
+    def driver(self, dav_server: DavServer, tmp_path: Path) -> SourceDriver:
+        return CalDavDriver(dav_server, tmp_path / f"practice-{uuid.uuid4().hex[:6]}")
