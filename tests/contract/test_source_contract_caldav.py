@@ -9,7 +9,7 @@ import pytest
 
 from connectors.base import Source, open_source
 from connectors.caldav import CalDavSource
-from tests.contract.test_source_contract import SourceContract, SourceDriver, TextDriver
+from tests.contract.test_source_contract import HOSTILE, SECRET, SourceContract, SourceDriver, TextDriver
 from tests.fakes.google.practice import Appt
 from tests.integration.conftest import DavCollection, DavServer, dav_config, dav_server
 from tests.practice import Practice
@@ -20,8 +20,18 @@ pytestmark = pytest.mark.integration
 __all__ = ["dav_server"]  # the session fixture (Radicale and Xandikos), used here by name
 
 
+# What a server accepts that callsheet cannot read, standing in for text that is not iCalendar
+# (both servers refuse that at the PUT: Radicale 400, Xandikos 412 valid-calendar-data).
+# Radicale validates dates and rules, so its stand-in is a rule no appointment follows.
+_UNREADABLE = {
+    "radicale": "DTSTART:20260304T100000Z\r\nRRULE:FREQ=MINUTELY;COUNT=5\r\n",
+    "xandikos": "DURATION:P1H\r\n",  # no DTSTART
+}
+
+
 class CalDavDriver(TextDriver):
     def __init__(self, server: DavServer, root: Path) -> None:
+        self.server = server
         self.collection: DavCollection = server.make_collection()
         source_text, _ = dav_config([self.collection.url], "", "", timeout="5s")
         self.practice = Practice(root, source=source_text)
@@ -29,6 +39,19 @@ class CalDavDriver(TextDriver):
 
     def store(self, name: str, data: bytes) -> None:
         self.collection.put(name, data)
+
+    def put_hostile(self, kind: str) -> None:
+        if kind != "not_icalendar":
+            super().put_hostile(kind)
+            return
+        with pytest.raises(RuntimeError, match=r"answered (400|412)"):
+            self.collection.put("refused", HOSTILE[kind])
+        body = (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//callsheet tests//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:contract-unreadable\r\nDTSTAMP:20260101T000000Z\r\nSUMMARY:{SECRET}\r\n"
+            f"{_UNREADABLE[self.server.kind]}END:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+        self.collection.put("hostile-unreadable", body)
 
     def drop(self, name: str) -> None:
         self.collection.delete(name)
