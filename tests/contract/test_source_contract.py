@@ -17,7 +17,7 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,12 +37,16 @@ from worker.sync import check_loss
 WINDOW = Window(start=local("2026-03-01 00:00"), end=local("2026-04-01 00:00"))
 # a week later, and two weeks further out: the series gains its April occurrences
 LATER = Window(start=local("2026-03-08 00:00"), end=local("2026-04-15 00:00"))
+# later still: SINGLE_A (Mar 10) is now older than the window; it still exists
+AGED = Window(start=local("2026-03-11 00:00"), end=local("2026-04-15 00:00"))
 
 SINGLE_A = Appt("contract-single-a", "Avery Quinn", local("2026-03-10 10:00"))
 SINGLE_B = Appt("contract-single-b", "Blake Rowe", local("2026-03-12 14:00"))
 # Mondays from Feb 2 to Apr 20: five in WINDOW (Mar 2..30), six in LATER (Mar 9..Apr 13)
 SERIES_C = Appt("contract-series-c", "Cameron Tate", local("2026-02-02 09:00"), weekly=12)
 ALL = (SINGLE_A, SINGLE_B, SERIES_C)
+# enough one-offs (Mar 13..21) that ALL + MANY is a calendar of twelve objects
+MANY = tuple(Appt(f"contract-extra-{i}", "Emery Vance", local(f"2026-03-{13 + i} 15:00")) for i in range(9))
 
 # What a hostile object carries: none of it may reach a log line.
 SECRET = "Zelda Hostile 555-0142"
@@ -110,9 +114,9 @@ class SourceDriver(abc.ABC):
     def source(self) -> Source:
         """The Source reading this calendar, made from a configuration (closed by the caller)."""
 
-    def empty(self) -> None:
-        """Delete every object of the calendar."""
-        for appt in ALL:
+    def empty(self, appts: Sequence[Appt] = ALL) -> None:
+        """Delete every object of the calendar (the `appts` it holds)."""
+        for appt in appts:
             self.delete(appt)
 
 
@@ -228,6 +232,12 @@ class SourceContract:
         again = source.read(LATER, batch.cursor)
         assert again.changed == {} and again.removed == set()
 
+    def test_aged_out_object_is_not_removed(self, loaded: tuple[SourceDriver, Source, SourceBatch]) -> None:
+        """An object the window has moved past (older than its start) still exists: it is not reported gone."""
+        _, source, first = loaded
+        batch = source.read(AGED, first.cursor)
+        assert vanished(set(first.changed), batch) == set()
+
     def test_emptied_source_trips_the_loss_guard(
         self, loaded: tuple[SourceDriver, Source, SourceBatch]
     ) -> None:
@@ -238,6 +248,23 @@ class SourceContract:
         known = set(first.changed)
         assert vanished(known, batch) == known and batch.changed == {}
         with pytest.raises(SourceLossError):
+            check_loss(source.name, known, batch)
+
+    def test_emptied_source_on_a_new_day(self, driver: SourceDriver) -> None:
+        """A calendar of twelve objects emptied before the window moves: all reported gone, to the runner's guard."""
+        for appt in (*ALL, *MANY):
+            driver.put(appt)
+        source = driver.source()
+        try:
+            first = source.read(WINDOW, None)
+            known = set(first.changed)
+            assert len(known) == 12
+            driver.empty((*ALL, *MANY))
+            batch = source.read(LATER, first.cursor)
+        finally:
+            source.close()
+        assert vanished(known, batch) == known and batch.changed == {}
+        with pytest.raises(SourceLossError):  # whose way out is `run --accept-source-loss`
             check_loss(source.name, known, batch)
 
     @pytest.fixture(params=sorted(HOSTILE))
