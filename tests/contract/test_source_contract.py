@@ -5,8 +5,12 @@ test_source_contract_caldav.py) and Google (the local fake, in test_source_contr
 each concrete class provides a `driver` fixture, a `SourceDriver` that changes the calendar
 behind the source's back (as the therapist or a sync tool would) and builds the Source.
 
-The cases: first read, idle re-read, a changed object, a deleted object, the window moving, an
-emptied source (and the runner's source-loss guard on it), and a hostile object.
+The cases: first read, idle re-read, a changed object, a deleted object, the window moving (and
+moving past a one-off, which still exists), an emptied source (and the runner's source-loss guard,
+worker/sync.check_loss, on it, also on the first read of a new day), and hostile objects (not
+iCalendar, a recurrence bomb, a rule that never advances: skipped, counted, nothing logged, fast).
+The objects are `Appt`s (tests/fakes/google/practice.py), written as iCalendar or as Google events.
+A case a connector fails is marked xfail(strict=True) in its module, with the defect as reason.
 """
 
 from __future__ import annotations
