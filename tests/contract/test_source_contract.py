@@ -358,3 +358,12 @@ def test_memory_source_satisfies_the_protocol() -> None:
     """MemorySource is a connectors.base.Source with the shared optional capabilities."""
     source: Source = MemorySource(default_length=timedelta(minutes=30))
     assert source.describe() == [] and source.name == "memory"
+
+
+def test_server_backed_contract_modules_are_marked() -> None:
+    """Every contract module that starts a server (DAV or the Google fake) is marked `integration`."""
+    here = Path(__file__).parent
+    for path in here.glob("test_*.py"):
+        text = path.read_text(encoding="utf-8")
+        if "FakeGoogle" in text or "dav_server" in text:
+            assert "pytestmark = pytest.mark.integration" in text, path.name
