@@ -118,8 +118,13 @@ def _too_dense(rule: object) -> bool:
     freq = str((values("FREQ") or [""])[0]).upper()
     if freq in _FAST_FREQS:
         return True
-    # BYHOUR/BYMINUTE/BYSECOND multiply the occurrences of every period
-    return len(values("BYSECOND")) > 1 or len(values("BYMINUTE")) > 4 or len(values("BYHOUR")) > 12
+    # BYHOUR/BYMINUTE/BYSECOND multiply the occurrences of every period; INTERVAL=0 never advances
+    return (
+        len(values("BYSECOND")) > 1
+        or len(values("BYMINUTE")) > 4
+        or len(values("BYHOUR")) > 12
+        or any(not isinstance(v, int) or v < 1 for v in values("INTERVAL"))
+    )
 
 
 # Expanding a series walks every occurrence from its first one, before the window too: a

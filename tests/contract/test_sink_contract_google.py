@@ -13,6 +13,8 @@ from tests.contract.test_sink_contract import SinkContract
 from tests.fakes.google import FakeGoogle, google_practice
 from worker.config import load_settings
 
+pytestmark = pytest.mark.integration  # starts the local Google fake (an HTTP server on 127.0.0.1)
+
 
 class TestGoogleSink(SinkContract):
     @pytest.fixture

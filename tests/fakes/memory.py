@@ -1,20 +1,26 @@
-"""An in-memory reminder sink that satisfies the Sink protocol, for tests.
+"""An in-memory reminder sink and appointment source that satisfy the Sink and Source protocols.
 
-It stores items as iCalendar bytes through the same connectors.ical functions the real sinks
-use, counts every call, and can be told to fail.
+The sink stores items as iCalendar bytes through the same connectors.ical functions the real
+sinks use, counts every call, and can be told to fail. The source holds appointment objects as
+iCalendar bytes and reads them through `connectors.ical.parse_calendar`, incrementally.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
+
+import structlog
 
 from connectors.base import Capabilities, Receipt
-from connectors.ical import build_item, complete_item, read_item, update_item
-from worker.errors import ConflictError, RefusedError, TransientError
+from connectors.ical import build_item, complete_item, parse_calendar, read_item, update_item
+from worker.errors import ConflictError, DataError, RefusedError, TransientError
 from worker.identity import file_name, parse_file_name
-from worker.model import ItemKind, Managed, Reminder
+from worker.model import ItemKind, Managed, Reminder, SourceBatch, Window
+
+log = structlog.get_logger()
 
 
 class MemorySink(Capabilities):
@@ -99,3 +105,70 @@ class MemorySink(Capabilities):
     def therapist_completes(self, key: str) -> None:
         ref = self.ref_of(key, "task")
         self._store(ref, complete_item(self.items[ref], note="done", stamp=datetime.now(UTC)))
+
+
+class MemorySource(Capabilities):
+    """Appointment objects kept in a dict {name: iCalendar bytes}; each write bumps a version.
+
+    A read lists what changed since the cursor (versions per name), every object when the
+    window moved (cheap here, and it re-expands the recurring ones), and what disappeared.
+    """
+
+    def __init__(
+        self,
+        name: str = "memory",
+        *,
+        tz: tzinfo = UTC,
+        default_length: timedelta = timedelta(minutes=50),
+    ) -> None:
+        self.name = name
+        self.tz = tz
+        self.default_length = default_length
+        self.objects: dict[str, bytes] = {}
+        self.versions: dict[str, int] = {}
+        self._counter = 0
+
+    def put(self, name: str, data: bytes) -> None:
+        """Store (or replace) one object."""
+        self._counter += 1
+        self.objects[name] = data
+        self.versions[name] = self._counter
+
+    def remove(self, name: str) -> None:
+        self.objects.pop(name, None)
+        self.versions.pop(name, None)
+
+    def read(self, window: Window, cursor: dict[str, object] | None) -> SourceBatch:
+        """What changed since `cursor` (everything when None, or when the window moved)."""
+        previous = cursor or {}
+        old = previous.get("versions")
+        old_versions = {str(k): v for k, v in old.items()} if isinstance(old, dict) else {}
+        window_key = [window.start.isoformat(), window.end.isoformat()]
+        moved = previous.get("window") != window_key
+        batch = SourceBatch()
+        for name, data in sorted(self.objects.items()):
+            if not moved and old_versions.get(name) == self.versions[name]:
+                continue
+            try:
+                batch.changed[name] = parse_calendar(
+                    data,
+                    item=name,
+                    source=self.name,
+                    window=window,
+                    tz=self.tz,
+                    default_length=self.default_length,
+                )
+            except DataError as exc:
+                # the name may carry client data: only its hash reaches the log
+                log.warning("source.item.skipped", item=_short(name), problem=str(exc))
+                batch.bad += 1
+        batch.removed = {name for name in old_versions if name not in self.objects}
+        batch.cursor = {"versions": dict(self.versions), "window": window_key}
+        return batch
+
+    def close(self) -> None:
+        return None
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -151,7 +151,7 @@ def test_make_ci_and_image_install_from_the_locks() -> None:
 
 
 def test_integration_and_slow_markers_are_consistent() -> None:
-    """Tests under tests/integration are selected by `-m integration` and only they; `slow` marks only those."""
+    """Tests under tests/integration, and contract modules that start a server, are selected by `-m integration`; `slow` marks only those."""
     files = ["tests/integration/test_state.py", "tests/unit/test_log_keys.py"]
     out = subprocess.run(
         [
@@ -181,7 +181,9 @@ def test_integration_and_slow_markers_are_consistent() -> None:
     }
     assert any("mark.slow" in text for text in marked.values())
     assert all(
-        name.startswith("tests/integration/") for name in marked if name != "tests/unit/test_packaging.py"
+        name.startswith(("tests/integration/", "tests/contract/"))
+        for name in marked
+        if name != "tests/unit/test_packaging.py"
     )
 
 
