@@ -56,7 +56,7 @@ from connectors.caldav.transport import (
     short_hash,
 )
 from connectors.ical import dtstart_days, is_recurring, parse_calendar
-from worker.errors import ConfigError, ConnectorError, DataError, Problem
+from worker.errors import ConfigError, DataError, Problem
 from worker.model import SourceBatch, Window
 
 if TYPE_CHECKING:
@@ -228,17 +228,10 @@ class CalDavSource(Capabilities):
         listing = self._list(url, state, moved=moved)
         old = state.etags
         etags = dict(old)
-        if listing.full:
-            if not listing.changed and len(old) >= LIMITS.empty_guard:
-                raise ConnectorError(
-                    f"read {public_url(url)}: the calendar lists no objects, though it held {len(old)}; refusing "
-                    "to treat every appointment as cancelled (is the right calendar configured?)",
-                    source=self.name,
-                    operation="read",
-                )
-            removed = set(old) - set(listing.changed)
-        else:
-            removed = set(listing.deleted)  # a partial listing derives nothing from absence
+        # a full listing reports an emptied calendar as it is (the source-loss guard in
+        # worker/sync.py judges it for every kind of source, with its way out); a partial
+        # listing derives nothing from absence
+        removed = set(old) - set(listing.changed) if listing.full else set(listing.deleted)
         for path in removed:
             etags.pop(path, None)
         fetch = {p for p, tag in listing.changed.items() if not tag or old.get(p) != tag}

@@ -96,7 +96,6 @@ class Limits:
     """Sizes and deadlines that keep one request, and one pass, reasonable on every server."""
 
     multiget_batch: int = 500  # hrefs per calendar-multiget REPORT
-    empty_guard: int = 10  # a collection that held this many objects and lists none is suspect
     max_response: int = 64 * 1024 * 1024  # bytes of one answer, after decompression
     request_factor: float = 3.0  # a request's total deadline: this many times `timeout`
     pass_deadline: float = 240.0  # seconds for all the requests of one connector in one pass

@@ -14,7 +14,6 @@ from tests.fakes.google.practice import Appt
 from tests.integration.conftest import DavCollection, DavServer, dav_config, dav_server
 from tests.practice import Practice
 from worker.config import load_settings
-from worker.errors import ConnectorError
 
 pytestmark = pytest.mark.integration
 
@@ -74,14 +73,3 @@ class TestCalDavSource(SourceContract):
     @pytest.fixture
     def driver(self, dav_server: DavServer, tmp_path: Path) -> SourceDriver:
         return CalDavDriver(dav_server, tmp_path / f"practice-{uuid.uuid4().hex[:6]}")
-
-    @pytest.mark.xfail(
-        strict=True,
-        raises=ConnectorError,
-        reason="defect: the CalDAV source's own empty-calendar guard (connectors/caldav/source.py, "
-        "LIMITS.empty_guard) raises ConnectorError on the full listing of a new day, so the runner's "
-        "source-loss guard never sees the batch and `run --accept-source-loss` cannot get past it",
-    )
-    def test_emptied_source_on_a_new_day(self, driver: SourceDriver) -> None:
-        """A calendar of twelve objects emptied before the window moves reaches the runner's guard (fails on CalDAV)."""
-        super().test_emptied_source_on_a_new_day(driver)

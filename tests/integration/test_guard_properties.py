@@ -85,6 +85,7 @@ def _current(sink: MemorySink) -> tuple[dict[tuple[str, str], list[str]], int]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps)
 @example([("empty", 0), ("lose_state", 0), ("restore", 0), ("lose_state", 0)])
+@example([("move_away", 1), ("move_away", 2), ("lose_state", 0)])
 def test_after_any_accidents_two_clean_passes_leave_one_event_and_one_task_per_due_need(
     tmp_path_factory: object, plan: list[tuple[str, object]]
 ) -> None:
