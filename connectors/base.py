@@ -263,3 +263,14 @@ def check_locations(settings: Settings) -> None:
                 )
             ]
         )
+
+
+if TYPE_CHECKING:
+    # Every connector satisfies the contract: checked statically by `mypy --strict` (never
+    # imported at run time, so the heavy libraries still load only when configured).
+    from connectors.caldav import CalDavSink, CalDavSource
+    from connectors.google import GoogleSink, GoogleSource
+    from connectors.vdir import VdirSink, VdirSource
+
+    _SOURCE_CLASSES: tuple[type[Source], ...] = (VdirSource, CalDavSource, GoogleSource)
+    _SINK_CLASSES: tuple[type[Sink], ...] = (VdirSink, CalDavSink, GoogleSink)
