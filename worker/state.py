@@ -21,11 +21,11 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from worker.errors import LockedError, StateError
 from worker.model import Busy, ClientId, ItemKind, Observation, Record, ReminderKey
@@ -170,6 +170,26 @@ def run_lock(state_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+RECORD_COLUMNS = "key, kind, status, ref, etag, payload_hash, start, generation, client_id, reason"
+
+
+def record_of(row: Sequence[Any]) -> Record:
+    """A reminders row (RECORD_COLUMNS, in order) as a Record; both backends read it so."""
+    key, kind, status, ref, etag, payload, start, generation, client_id, reason = row
+    return Record(
+        key=ReminderKey(key),
+        kind=kind,
+        status=status,
+        ref=ref,
+        etag=etag,
+        payload_hash=payload,
+        start=_dt(start),
+        generation=generation,
+        client_id=client_id,
+        reason=reason,
+    )
 
 
 class _Corrupt(sqlite3.DatabaseError):
@@ -543,24 +563,8 @@ class State:
     # -- reminders ------------------------------------------------------------------------------
 
     def records(self) -> dict[tuple[ReminderKey, ItemKind], Record]:
-        out = {}
-        for key, kind, status, ref, etag, payload, start, generation, client_id, reason in self.conn.execute(
-            "SELECT key, kind, status, ref, etag, payload_hash, start, generation, client_id, reason "
-            "FROM reminders"
-        ):
-            out[(ReminderKey(key), kind)] = Record(
-                key=ReminderKey(key),
-                kind=kind,
-                status=status,
-                ref=ref,
-                etag=etag,
-                payload_hash=payload,
-                start=_dt(start),
-                generation=generation,
-                client_id=client_id,
-                reason=reason,
-            )
-        return out
+        rows = self.conn.execute(f"SELECT {RECORD_COLUMNS} FROM reminders")
+        return {(r.key, r.kind): r for r in map(record_of, rows)}
 
     def save_record(
         self,

@@ -32,7 +32,7 @@ from psycopg_pool import ConnectionPool
 
 from worker.errors import LockedError, StateError
 from worker.model import Busy, ClientId, ItemKind, Observation, Record, ReminderKey
-from worker.state import TABLES, Failure, Rows, StoredOccurrence, _dt, _iso
+from worker.state import RECORD_COLUMNS, TABLES, Failure, Rows, StoredOccurrence, _dt, _iso, record_of
 
 SCHEMA_VERSION = 1
 # seconds to wait for a connection from the pool before the pass gives up (StateError)
@@ -578,25 +578,8 @@ class PgState:
     # -- reminders ------------------------------------------------------------------------------
 
     def records(self) -> dict[tuple[ReminderKey, ItemKind], Record]:
-        out = {}
-        for key, kind, status, ref, etag, payload, start, generation, client_id, reason in self._query(
-            "SELECT key, kind, status, ref, etag, payload_hash, start, generation, client_id, reason "
-            "FROM reminders WHERE account = %s",
-            (),
-        ):
-            out[(ReminderKey(key), kind)] = Record(
-                key=ReminderKey(key),
-                kind=kind,
-                status=status,
-                ref=ref,
-                etag=etag,
-                payload_hash=payload,
-                start=_dt(start),
-                generation=generation,
-                client_id=client_id,
-                reason=reason,
-            )
-        return out
+        rows = self._query(f"SELECT {RECORD_COLUMNS} FROM reminders WHERE account = %s", ())
+        return {(r.key, r.kind): r for r in map(record_of, rows)}
 
     def save_record(
         self,
