@@ -373,6 +373,15 @@ class State:
         rows = self.conn.execute("SELECT item FROM objects WHERE source = ?", (source,))
         return {r[0] for r in rows}
 
+    def aged_out(self, source: str, before: datetime) -> set[str]:
+        """Objects whose every remembered occurrence starts before `before`: a listing of a
+        later window may leave them out without their having been deleted."""
+        rows = self.conn.execute(
+            "SELECT item FROM occurrences WHERE source = ? AND item != '' GROUP BY item HAVING MAX(start) < ?",
+            (source, _iso(before)),
+        )
+        return {r[0] for r in rows}
+
     # -- pass metadata ----------------------------------------------------------------------------
 
     def meta(self, name: str) -> str | None:
@@ -766,6 +775,7 @@ class Store(Protocol):
     def close(self) -> None: ...
     def cursor(self, source: str) -> dict[str, object] | None: ...
     def objects(self, source: str) -> set[str]: ...
+    def aged_out(self, source: str, before: datetime) -> set[str]: ...
     def meta(self, name: str) -> str | None: ...
     def set_meta(self, name: str, value: str) -> None: ...
     def last_pass(self) -> datetime | None: ...

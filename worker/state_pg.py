@@ -380,6 +380,15 @@ class PgState:
         rows = self._query("SELECT item FROM objects WHERE account = %s AND source = %s", (source,))
         return {r[0] for r in rows}
 
+    def aged_out(self, source: str, before: datetime) -> set[str]:
+        """Objects whose every remembered occurrence starts before `before` (see State.aged_out)."""
+        rows = self._query(
+            "SELECT item FROM occurrences WHERE account = %s AND source = %s AND item != '' "
+            "GROUP BY item HAVING MAX(start) < %s",
+            (source, _iso(before)),
+        )
+        return {r[0] for r in rows}
+
     # -- pass metadata ----------------------------------------------------------------------------
 
     def meta(self, name: str) -> str | None:

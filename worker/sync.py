@@ -112,7 +112,9 @@ def sync_source(
     window = window_for(settings, now)
     counts: Counter[str] = Counter()
     batch = source.read(window, state.cursor(source.name))
-    known = state.objects(source.name)
+    # objects that lie wholly before the window may drop out of a listing without being
+    # deleted (Google lists by window): they are no loss
+    known = state.objects(source.name) - state.aged_out(source.name, window.start)
     if not accept_loss:
         check_loss(source.name, known, batch)
     lost, after = losses(known, batch)

@@ -506,3 +506,45 @@ def test_an_empty_source_with_a_lost_state_still_withdraws_nothing(
     assert _run(big) == 1
     assert "holds 14 open reminders of ours" in capsys.readouterr().err
     assert _digest(big.root / "out") == before
+
+
+def test_appointments_that_age_out_of_the_window_are_no_source_loss(practice: Practice) -> None:
+    """A source that lists by window (as Google does) leaves out old objects: that is not a loss."""
+    from tests.fakes.memory import MemorySource
+    from tests.practice import vcalendar
+    from worker.roster import Roster
+    from worker.state import State
+    from worker.sync import sync_source, window_for
+
+    class Windowed(MemorySource):
+        def read(self, window, cursor):  # type: ignore[no-untyped-def]
+            batch = super().read(window, cursor)
+            batch.changed = {k: v for k, v in batch.changed.items() if v}  # outside the window: not listed
+            batch.complete = True
+            return batch
+
+    settings = load_settings(practice.config)
+    source = Windowed("practice", tz=settings.practice.tz)
+    old = NOW - settings.rules.history + timedelta(days=5)
+    for n in range(6):
+        source.put(
+            f"old-{n}", vcalendar(vevent(f"old-{n}", "Avery Quinn", old + timedelta(hours=n))).encode()
+        )
+    for n in range(2):
+        source.put(
+            f"new-{n}", vcalendar(vevent(f"new-{n}", "Avery Quinn", NOW + timedelta(days=n + 1))).encode()
+        )
+    state = State.open(settings.state_dir)
+    try:
+        roster = Roster.of(settings.clients)
+        sync_source(source, settings, state, roster, NOW)
+        later = NOW + timedelta(days=30)  # the six old ones now lie before the window
+        assert all(
+            not v
+            for k, v in source.read(window_for(settings, later), None).changed.items()
+            if k.startswith("old")
+        )
+        counts = sync_source(source, settings, state, roster, later)  # no SourceLossError
+        assert counts["objects"] == 2
+    finally:
+        state.close()
