@@ -419,6 +419,11 @@ def test_a_deleted_task_list_is_made_anew_and_its_tasks_are_not_read_as_complete
     assert (
         _writes_of(gp) == []
     )  # nothing withdrawn, completed or made: the list comes back with the next task
+    # the next pass writes the tasks still due afresh into a new list; no event is withdrawn
+    assert _run(gp, SOON) == 0
+    assert gp.fake.calls("calendar.events.delete") == []
+    open_tasks = [t for t in gp.tasks() if t.get("status") != "completed" and not t.get("deleted")]
+    assert open_tasks and len(gp.ours()) == 3
 
 
 def _writes_of(gp: GooglePractice) -> list[str]:
