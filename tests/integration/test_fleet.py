@@ -5,6 +5,7 @@ mid-pass."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -97,8 +98,18 @@ def start_worker(config: Path, folder: Path, n: int, *, concurrency: int) -> Wor
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "--config", str(config), "worker", "--tick", "1"]
-            + ["--concurrency", str(concurrency)],
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "--config",
+                str(config),
+                "worker",
+                "--tick",
+                "1",
+                "--concurrency",
+                str(concurrency),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -150,11 +161,11 @@ def check_fleet(workers: list[Worker], accounts: int, began: float, ended: float
     assert sorted(starts) == [f"a{i:02d}" for i in range(accounts)]
     for account, intervals in spans.items():
         intervals.sort()
-        for (_s1, e1), (s2, _e2) in zip(intervals, intervals[1:], strict=False):
+        for (_s1, e1), (s2, _e2) in itertools.pairwise(intervals):
             assert s2 >= e1, f"{account}: two passes at once"
     for account, moments in starts.items():
         points = [began, *sorted(moments), ended]
-        worst = max(b - a for a, b in zip(points, points[1:], strict=False))
+        worst = max(b - a for a, b in itertools.pairwise(points))
         assert worst <= gap, f"{account}: {worst:.1f}s without a pass"
     return sum(len(v) for v in starts.values())
 
@@ -163,11 +174,9 @@ def test_due_slots_tile_time() -> None:
     """Over consecutive ticks each account is due exactly once per interval, at its own offset."""
     every, tick = 7.0, 1
     for account in ("a00", "a01", "rivera"):
-        slots = [
-            s for t in range(1000, 1070) if (s := fleet.due_slot(account, every, t, tick)) is not None
-        ]
+        slots = [s for t in range(1000, 1070) if (s := fleet.due_slot(account, every, t, tick)) is not None]
         assert len(slots) == 10
-        assert all(b - a == 7 for a, b in zip(slots, slots[1:], strict=False))
+        assert all(b - a == 7 for a, b in itertools.pairwise(slots))
 
 
 def test_worker_needs_postgresql(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -241,6 +250,9 @@ def test_three_workers_one_killed_mid_pass(tmp_path: Path, pg_server: PgServer) 
         else:
             assert after[name] == names  # nothing written twice, nothing lost
     rescued = [
-        e for w in workers[1:] for e in w.events if e["event"] in ("fleet.pass_requeued", "fleet.pass_superseded")
+        e
+        for w in workers[1:]
+        for e in w.events
+        if e["event"] in ("fleet.pass_requeued", "fleet.pass_superseded")
     ]
     assert victim.running_pass() and rescued  # the dead worker's pass was found and dealt with
