@@ -123,6 +123,36 @@ class Fleet:
     def by_name(self) -> dict[str, Settings]:
         return {a.account: a for a in self.accounts}
 
+    def circles(self) -> dict[str, tuple[Settings, ...]]:
+        """Each account with the accounts a pass of it must see: itself first, then its peers
+        (a shared roster), and any account whose calendar its reminders would land in (so that
+        `runner.check_peer_sources` refuses it). Worked out once per worker: a pass then costs
+        the same with 10 accounts or 10,000 (the group's per-pass checks look at every account)."""
+        from connectors.base import sink_locations, source_locations
+
+        by_roster: dict[object, list[Settings]] = {}
+        sources: dict[object, list[Settings]] = {}
+        for a in self.accounts:
+            by_roster.setdefault(a.roster_path, []).append(a)
+            if a.source.kind != "google":
+                for place in source_locations(a.source):
+                    sources.setdefault(place, []).append(a)
+        out: dict[str, tuple[Settings, ...]] = {}
+        for a in self.accounts:
+            seen = {a.account}
+            circle = [a]
+            clashing = (
+                []
+                if a.reminders.kind == "google"
+                else [p for place in sink_locations(a.reminders) for p in sources.get(place, [])]
+            )
+            for other in [*by_roster[a.roster_path], *clashing]:
+                if other.account not in seen:
+                    seen.add(other.account)
+                    circle.append(other)
+            out[a.account] = tuple(circle)
+        return out
+
 
 def make_app(fleet: Fleet) -> Any:
     """The Procrastinate app of a worker: its three tasks bound to the fleet's accounts."""
@@ -133,6 +163,7 @@ def make_app(fleet: Fleet) -> Any:
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(**_connector_kwargs(first)))
     named = fleet.by_name()
     everyone = fleet.accounts
+    circles = fleet.circles()
 
     @app.task(name=PASS_TASK, queue=QUEUE)
     def pass_task(account: str, slot: int) -> None:
@@ -142,7 +173,7 @@ def make_app(fleet: Fleet) -> Any:
             return
         started = time.time()
         log.info("fleet.pass_started", account=account, slot=slot, pid=os.getpid(), at=started)
-        result = runner.account_pass(settings, everyone, datetime.now(UTC), every=settings.run.every)
+        result = runner.account_pass(settings, circles[account], datetime.now(UTC), every=settings.run.every)
         finished = time.time()
         if isinstance(result.error, LockedError):
             log.info("fleet.pass_skipped", account=account, slot=slot, pid=os.getpid(), at=finished)
@@ -190,6 +221,12 @@ def make_app(fleet: Fleet) -> Any:
             except exceptions.ConnectorException:  # a newer pass of the account is queued already
                 await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
                 log.warning("fleet.pass_superseded", account=account, slot=job.task_kwargs.get("slot"))
+        # a dead worker's tick or rescue: dropped (the accounts it left pass at their next boundary)
+        for name in (TICK_TASK, RESCUE_TASK):
+            for job in await app.job_manager.get_stalled_jobs(
+                task_name=name, seconds_since_heartbeat=STALLED_AFTER
+            ):
+                await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=True)
 
     del tick_task, rescue_task  # registered on the app
     return app

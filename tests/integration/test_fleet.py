@@ -23,8 +23,10 @@ import pytest
 from tests.integration.conftest import PgServer
 from tests.practice import TZ, TZ_NAME, roster_toml, vcalendar, vevent
 from tests.scenarios.test_group_practice import CLIENTS
-from worker import fleet
+from worker import fleet, runner
 from worker.cli import main
+from worker.config import load_accounts
+from worker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -256,3 +258,24 @@ def test_three_workers_one_killed_mid_pass(tmp_path: Path, pg_server: PgServer) 
         if e["event"] in ("fleet.pass_requeued", "fleet.pass_superseded")
     ]
     assert victim.running_pass() and rescued  # the dead worker's pass was found and dealt with
+
+
+def test_a_pass_sees_its_peers_and_clashes_only(tmp_path: Path) -> None:
+    """Worked out once per worker: an account's pass sees itself, the accounts sharing its roster,
+    and the account whose calendar its reminders would land in (which the pass then refuses)."""
+    config = fleet_practice(tmp_path, "", 4, "5m")
+    text = config.read_text().replace('state_url = ""\n', "")
+    text = text.replace('events_path = "out/a00/calls"', 'events_path = "calendars/a01"')
+    text = text.replace('roster = "rosters/a03.toml"', 'roster = "rosters/a02.toml"')
+    config.write_text(text)
+    accounts = load_accounts(config)
+    circles = fleet.Fleet(accounts).circles()
+    assert {k: [a.account for a in v] for k, v in circles.items()} == {
+        "a00": ["a00", "a01"],
+        "a01": ["a01"],
+        "a02": ["a02", "a03"],
+        "a03": ["a03", "a02"],
+    }
+    with pytest.raises(ConfigError, match="a01"):
+        runner.check_peer_sources(accounts[0], circles["a00"])
+    assert runner.peers_of(accounts[2], circles["a02"]) == (accounts[3],)
