@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -26,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from procrastinate.exceptions import AlreadyEnqueued  # noqa: E402
 
 from worker import fleet, runner  # noqa: E402
 from worker import log as logsetup  # noqa: E402
@@ -87,7 +90,12 @@ def enqueue(config: Path) -> None:
         async with app.open_async():
             task = app.tasks[fleet.PASS_TASK]
             for a in accounts:
-                await task.configure(queueing_lock=f"pass:{a.account}").defer_async(account=a.account, slot=0)
+                # a worker's tick may have queued the account's pass already (its boundary fell
+                # in the run): that pass counts the same
+                with contextlib.suppress(AlreadyEnqueued):
+                    await task.configure(queueing_lock=f"pass:{a.account}").defer_async(
+                        account=a.account, slot=0
+                    )
 
     asyncio.run(go())
 
