@@ -237,7 +237,7 @@ def test_three_workers_one_killed_mid_pass(tmp_path: Path, pg_server: PgServer) 
         victim.proc.send_signal(signal.SIGKILL)
         victim.killed_at = time.time()
         victim.proc.wait()
-        time.sleep(14)  # past the stalled-worker timeout: the killed pass is queued again or superseded
+        time.sleep(16)  # past the stalled-worker timeout: the killed pass is queued again or superseded
     finally:
         stop(workers)
     ended = time.time()
