@@ -141,6 +141,18 @@ def _parser() -> _Parser:
         "--password-env", metavar="NAME", help="environment variable holding the database password"
     )
 
+    state_steps.add_parser(
+        "init", help="create or migrate the PostgreSQL state and the work queue (before `callsheet worker`)"
+    )
+
+    worker = sub.add_parser("worker", help="serve every account's passes from the PostgreSQL work queue")
+    worker.add_argument(
+        "--concurrency", type=int, default=4, metavar="N", help="passes at once in this process (default 4)"
+    )
+    worker.add_argument(
+        "--tick", type=int, default=10, metavar="SECONDS", help="how often due passes are queued (default 10)"
+    )
+
     sub.add_parser(
         "authorize-google",
         help="one-time Google consent: token file, calls calendar, task list (--help for its options)",
@@ -273,6 +285,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.demo(args.dir, parse_now(args.now, None) if args.now else anchor(datetime.now(UTC)))
     if args.command == "roster":
         return _roster(args)
+    if args.command == "state" and args.state_command == "init":
+        from worker import fleet
+
+        logsetup.configure("warning")
+        return fleet.init(load_accounts(args.config or default_config_path()))
+    if args.command == "worker":
+        from worker import fleet
+
+        if args.concurrency < 1:
+            raise _usage("--concurrency must be at least 1")
+        if args.tick not in fleet.TICKS:
+            raise _usage(f"--tick must divide a minute: one of {', '.join(map(str, fleet.TICKS))}")
+        everyone = load_accounts(args.config or default_config_path())
+        logsetup.configure(everyone[0].run.log_level)
+        return fleet.serve(everyone, concurrency=args.concurrency, tick=args.tick)
     if args.command == "state":
         from worker.state_migrate import migrate
 

@@ -75,6 +75,9 @@ ALLOWED_KEYS = frozenset(
         "signal",
         "since",
         "where",
+        "slot",
+        "pid",
+        "at",
     }
 )
 
