@@ -192,6 +192,28 @@ def record_of(row: Sequence[Any]) -> Record:
     )
 
 
+def observation_of(row: Sequence[Any]) -> Observation:
+    """An occurrences row (id, uid, rid, client_id, start, end, cancelled, cancelled_at, no_show,
+    arrived, created, item, source) as an Observation; both backends read it so."""
+    start, end = _dt(row[4]), _dt(row[5])
+    assert start is not None and end is not None
+    return Observation(
+        id=row[0],
+        uid=row[1],
+        recurrence_id=row[2],
+        client_id=ClientId(row[3]),
+        start=start,
+        end=end,
+        cancelled=bool(row[6]),
+        cancelled_at=_dt(row[7]),
+        no_show=bool(row[8]),
+        arrived=bool(row[9]),
+        created=_dt(row[10]),
+        item=row[11],
+        source=row[12],
+    )
+
+
 class _Corrupt(sqlite3.DatabaseError):
     """The integrity check failed."""
 
@@ -533,27 +555,8 @@ class State:
                       arrived, created, item, source
                FROM occurrences WHERE client_id IS NOT NULL"""
         ):
-            if row[3] not in wanted:
-                continue
-            start, end = _dt(row[4]), _dt(row[5])
-            assert start is not None and end is not None
-            out.append(
-                Observation(
-                    id=row[0],
-                    uid=row[1],
-                    recurrence_id=row[2],
-                    client_id=ClientId(row[3]),
-                    start=start,
-                    end=end,
-                    cancelled=bool(row[6]),
-                    cancelled_at=_dt(row[7]),
-                    no_show=bool(row[8]),
-                    arrived=bool(row[9]),
-                    created=_dt(row[10]),
-                    item=row[11],
-                    source=row[12],
-                )
-            )
+            if row[3] in wanted:
+                out.append(observation_of(row))
         return out
 
     def busy(self, start: datetime, end: datetime) -> list[Busy]:

@@ -32,7 +32,17 @@ from psycopg_pool import ConnectionPool
 
 from worker.errors import LockedError, StateError
 from worker.model import Busy, ClientId, ItemKind, Observation, Record, ReminderKey
-from worker.state import RECORD_COLUMNS, TABLES, Failure, Rows, StoredOccurrence, _dt, _iso, record_of
+from worker.state import (
+    RECORD_COLUMNS,
+    TABLES,
+    Failure,
+    Rows,
+    StoredOccurrence,
+    _dt,
+    _iso,
+    observation_of,
+    record_of,
+)
 
 SCHEMA_VERSION = 1
 # seconds to wait for a connection from the pool before the pass gives up (StateError)
@@ -547,27 +557,8 @@ class PgState:
                FROM occurrences WHERE account = %s AND client_id IS NOT NULL""",
             (),
         ):
-            if row[3] not in wanted:
-                continue
-            start, end = _dt(row[4]), _dt(row[5])
-            assert start is not None and end is not None
-            out.append(
-                Observation(
-                    id=row[0],
-                    uid=row[1],
-                    recurrence_id=row[2],
-                    client_id=ClientId(row[3]),
-                    start=start,
-                    end=end,
-                    cancelled=bool(row[6]),
-                    cancelled_at=_dt(row[7]),
-                    no_show=bool(row[8]),
-                    arrived=bool(row[9]),
-                    created=_dt(row[10]),
-                    item=row[11],
-                    source=row[12],
-                )
-            )
+            if row[3] in wanted:
+                out.append(observation_of(row))
         return out
 
     def busy(self, start: datetime, end: datetime) -> list[Busy]:
