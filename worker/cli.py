@@ -258,6 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         given = ["--config", str(args.config)] if args.config else []
         return google_setup.main([*given, *extra], prog="callsheet authorize-google")
+    if extra and args.command == "accounts":
+        # never echoed: a secret's value typed on the command line by mistake
+        parser.commands["accounts"].error(
+            f"{len(extra)} unexpected argument(s), not shown (a secret's value is read from stdin or "
+            "--file, never the command line)"
+        )
     if extra:
         # a mistyped flag: show the usage of the subcommand it was given to, not the top level's
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
