@@ -365,6 +365,21 @@ def read_secret(db: Database, account: str, name: str, *, config_path: Path, wha
     return keys.decrypt(str(row[0]), str(row[1]), f"the secret {name!r} of account {account!r}")
 
 
+class SecretStore:
+    """One account's secret as a Google token store (connectors/google/auth.TokenStore): read
+    and decrypted when a pass starts, a refreshed token encrypted and written back."""
+
+    def __init__(self, db: Database, account: str, name: str, *, config_path: Path) -> None:
+        self.db, self.account, self.name, self.config_path = db, account, name, config_path
+        self.where = f"the stored secret {name!r} of account {account!r}"
+
+    def load(self) -> str:
+        return read_secret(self.db, self.account, self.name, config_path=self.config_path, what="token")
+
+    def save(self, text: str) -> None:
+        put_secret(self.db, Keys.from_env(), self.account, self.name, text)
+
+
 # -- reloading in a running worker ------------------------------------------------------------------
 
 

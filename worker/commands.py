@@ -522,14 +522,15 @@ def accounts_put(config: Path, name: str, file: Path) -> int:
     stored = {(s.account, s.name) for s in accounts_db.stored_secrets(db)}
     for settings in accounts:
         for section in (settings.source, settings.reminders) if settings.account == name else ():
-            wanted = section.password_secret
-            if wanted and (name, wanted) not in stored:
-                print(
-                    f"callsheet: note: its password_secret {wanted!r} is not stored yet: "
-                    f"callsheet accounts secret {name} {wanted} < FILE",
-                    file=sys.stderr,
-                )
-                stored.add((name, wanted))
+            for key in ("password_secret", "token_secret"):
+                wanted = getattr(section, key)
+                if wanted and (name, wanted) not in stored:
+                    print(
+                        f"callsheet: note: its {key} {wanted!r} is not stored yet: "
+                        f"callsheet accounts secret {name} {wanted} < FILE",
+                        file=sys.stderr,
+                    )
+                    stored.add((name, wanted))
     return EXIT_OK
 
 

@@ -126,6 +126,8 @@ class _Account(_Strict):
     # a secret stored encrypted in the PostgreSQL state database (worker/accounts_db.py)
     password_secret: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     token_file: Path | None = None
+    # Google: the token as a secret in the PostgreSQL state database, refreshed there (encrypted)
+    token_secret: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     client_secrets_file: Path | None = None
     api_endpoint: str | None = None
     timeout: Duration = timedelta(seconds=30)
@@ -406,6 +408,19 @@ class Settings:
                 )
             return value
         return None
+
+    def token_store(self, section: _Account) -> Any:
+        """The stored secret holding a Google token (`token_secret`), or None (`token_file`)."""
+        if not section.token_secret:
+            return None
+        from worker import accounts_db
+
+        return accounts_db.SecretStore(
+            accounts_db.Database(self.state_url, self.state_password_env),
+            self.account,
+            section.token_secret,
+            config_path=self.path,
+        )
 
 
 def default_config_path() -> Path:
@@ -1244,12 +1259,14 @@ def _load_group(
 
 
 _PASSWORD_KEYS = ("password_file", "password_env", "password_secret")
+_TOKEN_KEYS = ("token_file", "token_secret")
 _ACCOUNT_KEYS = (
     "username",
     "password_file",
     "password_env",
     "password_secret",
     "token_file",
+    "token_secret",
     "client_secrets_file",
     "api_endpoint",
     "timeout",
@@ -1265,8 +1282,9 @@ def _inherit_account(
     if reminders.kind != source.kind or not isinstance(written, dict):
         return reminders
     skip = set(written)
-    if skip & set(_PASSWORD_KEYS):  # [reminders] names its own password: none of [source]'s
-        skip |= set(_PASSWORD_KEYS)
+    for group in (_PASSWORD_KEYS, _TOKEN_KEYS):
+        if skip & set(group):  # [reminders] names its own password (token): none of [source]'s
+            skip |= set(group)
     update = {k: getattr(source, k) for k in _ACCOUNT_KEYS if k not in skip}
     return reminders.model_copy(update=update)
 
@@ -1294,6 +1312,18 @@ def _check_sections(parsed: _ConfigFile, path: Path, text: str) -> list[Problem]
                     at(name, given[-1]),
                     f"[{name}] set one of password_file, password_env and password_secret, not "
                     + " and ".join(given),
+                )
+            )
+        if section.token_file is not None and section.token_secret:
+            out.append(
+                Problem(at(name, "token_secret"), f"[{name}] set token_file or token_secret, not both")
+            )
+        if section.token_secret and not parsed.state_url:
+            out.append(
+                Problem(
+                    at(name, "token_secret"),
+                    f"[{name}] token_secret: secrets are stored in the PostgreSQL state database "
+                    '(state_url = "postgresql://…"); with the SQLite state use token_file',
                 )
             )
         if section.password_secret and not parsed.state_url:

@@ -21,6 +21,8 @@ import psycopg
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.fakes.google import FakeGoogle
+from tests.fakes.google.practice import SAMPLE_NOW, google_practice
 from tests.integration.conftest import PASSWORD, USERNAME, DavServer, PgServer
 from tests.practice import TZ, TZ_NAME, local, roster_toml, vcalendar, vevent
 from tests.scenarios.test_group_practice import CLIENTS
@@ -362,3 +364,52 @@ def test_caldav_pass_with_a_stored_password(
     for text in (seen.out, seen.err, every_text(url)):
         assert PASSWORD not in text and key_a not in text
     assert len(events.objects()) == 1  # the no-show's call, written once, through the password
+
+
+def test_google_token_as_a_stored_secret(
+    tmp_path: Path,
+    pg_server: PgServer,
+    fake: FakeGoogle,
+    key_a: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database account whose Google token is a stored secret (`token_secret`, no token file):
+    an expired access token is refreshed once and written back encrypted, so the next pass needs
+    no refresh; the database never holds the token in plain text."""
+    url = pg_server.database()
+    gp = google_practice(fake, tmp_path / "google", expired=True)
+    head, rest = gp.config.read_text(encoding="utf-8").split("[source]", 1)
+    gp.config.write_text(f'state_url = "{url}"\naccounts_from = "database"\n' + head, encoding="utf-8")
+    file = tmp_path / "google" / "rivera.toml"
+    file.write_text(
+        "[source]" + rest.replace('token_file = "secrets/google-token.json"', 'token_secret = "google"'),
+        encoding="utf-8",
+    )
+    assert put(gp.config, "rivera", file) == 0
+    assert (
+        main(
+            [
+                "--config",
+                str(gp.config),
+                "accounts",
+                "secret",
+                "rivera",
+                "google",
+                "--file",
+                str(gp.token_path),
+            ]
+        )
+        == 0
+    )
+    gp.token_path.unlink()  # the file is not what the pass reads
+    assert main(["--config", str(gp.config), "run", "--once", "--now", SAMPLE_NOW]) == 0
+    assert len(fake.calls("oauth.token")) == 1
+    saved = json.loads(accounts_db.read_secret(Database(url), "rivera", "google", config_path=gp.config))
+    assert saved["token"] != gp.token["token"] and saved["refresh_token"] == gp.token["refresh_token"]
+    stored = every_text(url)
+    assert saved["token"] not in stored and saved["refresh_token"] not in stored and key_a not in stored
+    assert gp.ours()  # the calls reached Google
+    fake.clear_log()
+    assert main(["--config", str(gp.config), "run", "--once", "--now", "2026-03-18T12:30:00-05:00"]) == 0
+    assert fake.calls("oauth.token") == []
+    assert not gp.token_path.exists()

@@ -128,3 +128,13 @@ def test_keys_from_the_environment() -> None:
             Keys.from_env({KEY_ENV: old}).encrypt("pw"), "abcd", "the secret"
         )
     assert "abcd" in str(caught.value) and new not in str(caught.value)
+
+
+def test_token_secret_is_one_of_two_and_needs_postgresql(tmp_path: Path) -> None:
+    """token_secret and token_file together are refused; token_secret on the SQLite state too."""
+    config = write(tmp_path, DB_HEAD)
+    found = problems(config, [stored("rivera", source='token_secret = "g"\ntoken_file = "t.json"\n')])
+    assert any("token_file or token_secret, not both" in p for p in found)
+    config = write(tmp_path, HEAD + account("rivera", source='token_secret = "g"\n'))
+    with pytest.raises(ConfigError, match="token_secret: secrets are stored in the PostgreSQL"):
+        load_accounts(config)
