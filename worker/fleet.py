@@ -173,12 +173,12 @@ class Fleet:
 
 @dataclass(slots=True)
 class _Served:
-    """The accounts a worker serves now, swapped whole when `reload` finds a change."""
+    """The accounts a worker serves now: (accounts, by name, circles), swapped whole (one
+    attribute, so a pass never sees half of an old set and half of a new one) when `reload`
+    finds a change."""
 
     fleet: Fleet
-    accounts: tuple[Settings, ...] = ()
-    named: dict[str, Settings] = field(default_factory=dict)
-    circles: dict[str, tuple[Settings, ...]] = field(default_factory=dict)
+    view: tuple[tuple[Settings, ...], dict[str, Settings], dict[str, tuple[Settings, ...]]] = ((), {}, {})
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -186,7 +186,7 @@ class _Served:
 
     def _use(self, accounts: tuple[Settings, ...]) -> None:
         whole = Fleet(accounts, self.fleet.tick)
-        self.named, self.circles, self.accounts = whole.by_name(), whole.circles(), accounts
+        self.view = (accounts, whole.by_name(), whole.circles())
 
     def refresh(self) -> None:
         """Load the accounts again when they changed (one small query when they did not). A
@@ -221,13 +221,14 @@ def make_app(fleet: Fleet) -> Any:
     @app.task(name=PASS_TASK, queue=QUEUE)
     def pass_task(account: str, slot: int) -> None:
         served.refresh()
-        settings, circle = served.named.get(account), served.circles.get(account, ())
+        _accounts, named, circles = served.view
+        settings = named.get(account)
         if settings is None:  # removed since, or queued by a worker with another config
             log.warning("fleet.unknown_account", account=account)
             return
         started = time.time()
         log.info("fleet.pass_started", account=account, slot=slot, pid=os.getpid(), at=started)
-        result = runner.account_pass(settings, circle, datetime.now(UTC), every=settings.run.every)
+        result = runner.account_pass(settings, circles[account], datetime.now(UTC), every=settings.run.every)
         finished = time.time()
         if isinstance(result.error, LockedError):
             log.info("fleet.pass_skipped", account=account, slot=slot, pid=os.getpid(), at=finished)
@@ -249,7 +250,7 @@ def make_app(fleet: Fleet) -> Any:
         if fleet.reload is not None:
             await asyncio.to_thread(served.refresh)
         queued = 0
-        for settings in served.accounts:
+        for settings in served.view[0]:
             slot = due_slot(settings.account, settings.run.every.total_seconds(), timestamp, fleet.tick)
             if slot is None:
                 continue
