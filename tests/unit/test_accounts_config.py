@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.test_group_config import HEAD, account, write
 from worker.accounts_db import KEY_ENV, Keys, key_id
@@ -138,3 +140,22 @@ def test_token_secret_is_one_of_two_and_needs_postgresql(tmp_path: Path) -> None
     config = write(tmp_path, HEAD + account("rivera", source='token_secret = "g"\n'))
     with pytest.raises(ConfigError, match="token_secret: secrets are stored in the PostgreSQL"):
         load_accounts(config)
+
+
+_KEY_POOL = [Fernet.generate_key().decode() for _ in range(3)]
+
+
+@given(value=st.text(min_size=1), order=st.permutations(range(3)))
+@settings(max_examples=40, deadline=None)
+def test_any_secret_survives_encryption_and_rotation(value: str, order: list[int]) -> None:
+    """Any text encrypted under one key reads back the same under any key list holding that key,
+    and after rotation under the first key alone, which the old key alone no longer opens."""
+    first, *rest = (_KEY_POOL[i] for i in order)
+    old = rest[-1]
+    token = Keys.from_env({KEY_ENV: old}).encrypt(value)
+    both = Keys.from_env({KEY_ENV: ",".join([first, *rest])})
+    assert both.decrypt(token, key_id(old.encode()), "x") == value
+    fresh = both.rotate(token, key_id(old.encode()), "x")
+    assert Keys.from_env({KEY_ENV: first}).decrypt(fresh, both.primary, "x") == value
+    with pytest.raises(ConfigError):
+        Keys.from_env({KEY_ENV: old}).decrypt(fresh, both.primary, "x")
