@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,6 +40,9 @@ from pydantic import (
 from worker.durations import parse_duration
 from worker.errors import ConfigError, Problem
 from worker.model import Client, ClientId
+
+if TYPE_CHECKING:
+    from worker.accounts_db import SecretStore
 
 # The name of the one account of a single-calendar config (its state stays in state_dir itself).
 DEFAULT_ACCOUNT = "default"
@@ -409,7 +412,7 @@ class Settings:
             return value
         return None
 
-    def token_store(self, section: _Account) -> Any:
+    def token_store(self, section: _Account) -> SecretStore | None:
         """The stored secret holding a Google token (`token_secret`), or None (`token_file`)."""
         if not section.token_secret:
             return None
