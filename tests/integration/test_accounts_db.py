@@ -298,9 +298,9 @@ def test_worker_sees_accounts_added_and_removed_without_restart(tmp_path: Path, 
     assert len(list((tmp_path / "out" / "a01" / "calls").iterdir())) == 1
 
 
-def test_group_loop_sees_a_new_account(tmp_path: Path, pg_server: PgServer) -> None:
+def test_group_loop_sees_a_new_and_a_changed_account(tmp_path: Path, pg_server: PgServer) -> None:
     """`run --every` over database accounts (runner.loop_accounts with the reloader) passes an
-    account stored while it runs."""
+    account stored while it runs, and an account changed while it runs as changed."""
     config = main_config(tmp_path, pg_server.database(), every="1s")
     assert put(config, "a00", vdir_account(tmp_path, "a00")) == 0
     from worker.cli import _reloader
@@ -319,9 +319,15 @@ def test_group_loop_sees_a_new_account(tmp_path: Path, pg_server: PgServer) -> N
         _wait_for(lambda: (tmp_path / "out" / "a00" / "calls").exists())
         assert put(config, "a01", vdir_account(tmp_path, "a01")) == 0
         _wait_for(lambda: (tmp_path / "out" / "a01" / "calls").exists())
+        changed = tmp_path / "files" / "a00.toml"  # its calendar moves to a folder that is not there
+        changed.write_text(changed.read_text().replace('path = "calendars/a00"', 'path = "calendars/gone"'))
+        assert put(config, "a00", changed) == 0
+        health = tmp_path / "var" / "a00" / "health.json"
+        _wait_for(lambda: health.exists() and json.loads(health.read_text())["outcome"] == "failed")
     finally:
         stop.event.set()
         loop.join(timeout=30)
+    assert not loop.is_alive()
     assert len(list((tmp_path / "out" / "a01" / "calls").iterdir())) == 1
 
 
