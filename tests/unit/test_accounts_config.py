@@ -159,3 +159,33 @@ def test_any_secret_survives_encryption_and_rotation(value: str, order: list[int
     assert Keys.from_env({KEY_ENV: first}).decrypt(fresh, both.primary, "x") == value
     with pytest.raises(ConfigError):
         Keys.from_env({KEY_ENV: old}).decrypt(fresh, both.primary, "x")
+
+
+def test_reloader_loads_only_on_a_change_and_keeps_the_set_on_a_broken_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reloader loads again only when the revision moved; a change that fails to load is
+    logged, leaves the served set as it was, and is not parsed again until the next change."""
+    from worker import accounts_db
+    from worker.errors import Problem
+
+    revision = [5]
+    loads: list[int] = []
+    broken = [False]
+
+    def loader() -> tuple[str, ...]:
+        loads.append(revision[0])
+        if broken[0]:
+            raise ConfigError([Problem("database:a01:3", "account 'a01': unknown key 'x'")])
+        return (f"set-{revision[0]}",)
+
+    monkeypatch.setattr(accounts_db, "revision", lambda db: revision[0])
+    reload = accounts_db.Reloader(Path("c.toml"), accounts_db.Database(URL), loader)
+    assert reload.load() == ("set-5",)
+    assert reload() is None and loads == [5]
+    revision[0] = 6
+    assert reload() == ("set-6",) and reload() is None and loads == [5, 6]
+    revision[0], broken[0] = 7, True
+    assert reload() is None and reload() is None and loads == [5, 6, 7]
+    revision[0], broken[0] = 8, False
+    assert reload() == ("set-8",)
