@@ -115,6 +115,11 @@ def test_put_list_remove(tmp_path: Path, pg_server: PgServer, capsys: pytest.Cap
     assert [a.account for a in load_accounts(config)] == ["a00", "a01"]
     assert main(["--config", str(config), "run", "--once"]) == 0
     assert len(list((tmp_path / "out" / "a01" / "calls").iterdir())) == 1
+    capsys.readouterr()
+    assert main(["--config", str(config), "status"]) == 0
+    assert main(["--config", str(config), "plan", "--account", "a01"]) == 0
+    out = capsys.readouterr().out
+    assert "a00:" in out and "a01:" in out  # one summary line per stored account
     assert main(["--config", str(config), "accounts", "remove", "a01"]) == 0
     capsys.readouterr()
     assert main(["--config", str(config), "accounts", "list"]) == 0
