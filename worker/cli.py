@@ -20,12 +20,20 @@ import structlog
 
 from worker import __version__
 from worker import log as logsetup
-from worker.config import Settings, default_config_path, load_accounts, load_settings, pick_account
+from worker.config import (
+    Settings,
+    default_config_path,
+    load_accounts,
+    load_settings,
+    pick_account,
+    state_database,
+)
 from worker.durations import parse_duration
 from worker.errors import AuthError, ConfigError, ConnectorError, LockedError, StateError, WorkerError
 from worker.output import EXIT_AUTH, EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
+    from worker.accounts_db import Reloader as AccountReloader
     from worker.runner import Accept
 
 
@@ -153,6 +161,28 @@ def _parser() -> _Parser:
         "--tick", type=int, default=10, metavar="SECONDS", help="how often due passes are queued (default 10)"
     )
 
+    accounts = sub.add_parser(
+        "accounts", help="account configs and secrets kept in the PostgreSQL state database"
+    )
+    acc = accounts.add_subparsers(dest="accounts_command", required=True, parser_class=_Parser)
+    acc.add_parser("list", help="stored accounts, their versions and the names of their secrets")
+    put = acc.add_parser("put", help="store an account's TOML (as an accounts_dir file holds it)")
+    put.add_argument("name", metavar="NAME")
+    put.add_argument(
+        "--file", type=Path, required=True, metavar="F.toml", help="the account file (- = stdin)"
+    )
+    remove = acc.add_parser("remove", help="remove a stored account and its secrets")
+    remove.add_argument("name", metavar="NAME")
+    secret = acc.add_parser(
+        "secret", help="store a secret (value from stdin or --file, never the command line)"
+    )
+    secret.add_argument("name", metavar="NAME", help="the account")
+    secret.add_argument("key", metavar="KEY", help="the secret's name, as password_secret names it")
+    secret.add_argument("--file", type=Path, metavar="FILE", help="read the value from this file")
+    secret.add_argument("--delete", action="store_true", help="delete the secret instead")
+    acc.add_parser("rotate-secrets", help="encrypt every secret again under the first CALLSHEET_SECRET_KEY")
+    acc.add_parser("new-key", help="print a new key for CALLSHEET_SECRET_KEY")
+
     sub.add_parser(
         "authorize-google",
         help="one-time Google consent: token file, calls calendar, task list (--help for its options)",
@@ -228,6 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         given = ["--config", str(args.config)] if args.config else []
         return google_setup.main([*given, *extra], prog="callsheet authorize-google")
+    if extra and args.command == "accounts":
+        # never echoed: a secret's value typed on the command line by mistake
+        parser.commands["accounts"].error(
+            f"{len(extra)} unexpected argument(s), not shown (a secret's value is read from stdin or "
+            "--file, never the command line)"
+        )
     if extra:
         # a mistyped flag: show the usage of the subcommand it was given to, not the top level's
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
@@ -285,11 +321,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         return commands.demo(args.dir, parse_now(args.now, None) if args.now else anchor(datetime.now(UTC)))
     if args.command == "roster":
         return _roster(args)
+    if args.command == "accounts":
+        return _accounts(args)
     if args.command == "state" and args.state_command == "init":
         from worker import fleet
 
         logsetup.configure("warning")
-        return fleet.init(load_accounts(args.config or default_config_path()))
+        path = args.config or default_config_path()
+        url, password_env, origin = state_database(path)
+        if origin == "database":  # the accounts may not be stored yet: the database alone
+            return fleet.init_database(url, password_env, path)
+        return fleet.init(load_accounts(path))
     if args.command == "worker":
         from worker import fleet
 
@@ -297,9 +339,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise _usage("--concurrency must be at least 1")
         if args.tick not in fleet.TICKS:
             raise _usage(f"--tick must divide a minute: one of {', '.join(map(str, fleet.TICKS))}")
-        everyone = load_accounts(args.config or default_config_path())
-        logsetup.configure(everyone[0].run.log_level)
-        return fleet.serve(everyone, concurrency=args.concurrency, tick=args.tick)
+        path = args.config or default_config_path()
+        reload = _reloader(path)
+        everyone = reload.load() if reload is not None else load_accounts(path)
+        logsetup.configure(everyone[0].run.log_level if everyone else "info")
+        return fleet.serve(everyone, concurrency=args.concurrency, tick=args.tick, reload=reload)
     if args.command == "state":
         from worker.state_migrate import migrate
 
@@ -312,7 +356,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
     everyone = load_accounts(args.config or default_config_path())
     chosen = getattr(args, "account", None)
-    if len(everyone) > 1 and args.command in ("run", "plan", "status", "check"):
+    from_db = everyone[0].accounts_from == "database"
+    if (len(everyone) > 1 or from_db) and args.command in ("run", "plan", "status", "check"):
         accounts = (pick_account(everyone, chosen),) if chosen else everyone
         return _group(args, accounts, everyone)
     settings = pick_account(everyone, chosen)
@@ -389,8 +434,10 @@ def _group(args: argparse.Namespace, accounts: tuple[Settings, ...], everyone: t
                 raise _usage(str(exc)) from exc
             if every < timedelta(seconds=1):
                 raise _usage("--every must be at least 1s")
+        # accounts in the database, all of them: one that is added, changed or removed is seen
+        reload = _reloader(args.config or default_config_path()) if not args.account else None
         return group.run_every(
-            accounts, everyone, every, include_stale=args.include_stale, accept=_accept(args)
+            accounts, everyone, every, include_stale=args.include_stale, accept=_accept(args), reload=reload
         )
     if args.command == "plan":
         return group.plan(
@@ -405,6 +452,36 @@ def _group(args: argparse.Namespace, accounts: tuple[Settings, ...], everyone: t
     if args.list:
         raise _usage("check --list looks at one account's calendars: name it with --account")
     return group.check(accounts, health=args.health, write_probe=args.write_probe)
+
+
+def _reloader(path: Path) -> AccountReloader | None:
+    """For `accounts_from = "database"`: what loads the accounts again when they changed."""
+    url, password_env, origin = state_database(path)
+    if origin != "database" or not url:
+        return None
+    from worker.accounts_db import Database, Reloader
+
+    return Reloader(path, Database(url, password_env), lambda: load_accounts(path, allow_empty=True))
+
+
+def _accounts(args: argparse.Namespace) -> int:
+    from worker import commands
+
+    logsetup.configure("warning")
+    path = args.config or default_config_path()
+    match args.accounts_command:
+        case "list":
+            return commands.accounts_list(path)
+        case "put":
+            return commands.accounts_put(path, args.name, args.file)
+        case "remove":
+            return commands.accounts_remove(path, args.name)
+        case "secret":
+            return commands.accounts_secret(path, args.name, args.key, file=args.file, delete=args.delete)
+        case "rotate-secrets":
+            return commands.accounts_rotate(path)
+        case _:
+            return commands.accounts_new_key()
 
 
 def _roster(args: argparse.Namespace) -> int:

@@ -11,11 +11,12 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connectors.base import open_sink, owner_of
 from worker import health, planning, runner
 from worker.config import Settings, load_settings
-from worker.errors import ConfigError, LockedError
+from worker.errors import ConfigError, LockedError, Problem
 from worker.model import (
     Appointment,
     Attendance,
@@ -26,6 +27,9 @@ from worker.model import (
 from worker.output import EXIT_FAILED, EXIT_OK, REASON_TEXT, need_json
 from worker.roster import Roster
 from worker.state import lock_for, open_state
+
+if TYPE_CHECKING:
+    from worker import accounts_db
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -402,4 +406,210 @@ def demo(folder: Path, now: datetime) -> int:
     print(f"Reminder events: {settings.reminders.events_path}")
     print(f"Reminder tasks:  {settings.reminders.tasks_path}")
     print(f"Try: callsheet --config {config} plan --json")
+    return EXIT_OK
+
+
+# -- `callsheet accounts`: account configs and secrets in the state database ---------------------
+
+
+def _database(config: Path) -> tuple[accounts_db.Database, str]:
+    """The state database of the main config, and its accounts_from.
+
+    Raises:
+        ConfigError: the config has no PostgreSQL state_url.
+    """
+    from worker import accounts_db
+    from worker.config import state_database
+
+    url, password_env, origin = state_database(config)
+    if not url:
+        raise ConfigError(
+            [
+                Problem(
+                    str(config),
+                    "state_url: `callsheet accounts` keeps accounts and secrets in the PostgreSQL state "
+                    'database (state_url = "postgresql://…"); with the SQLite state accounts are files '
+                    "([[accounts]] or accounts_dir) and passwords password_file or password_env",
+                )
+            ]
+        )
+    return accounts_db.Database(url, password_env), origin
+
+
+def accounts_list(config: Path) -> int:
+    """Every stored account (name, version, when it changed) and its secrets' names, never values."""
+    from worker import accounts_db
+
+    db, origin = _database(config)
+    _revision, rows = accounts_db.stored_accounts(db)
+    secrets: dict[str, list[str]] = {}
+    for secret in accounts_db.stored_secrets(db):
+        secrets.setdefault(secret.account, []).append(f"{secret.name} (key {secret.key_id})")
+    names = sorted({r.name for r in rows} | set(secrets))
+    by_name = {r.name: r for r in rows}
+    table = []
+    for name in names:
+        row = by_name.get(name)
+        table.append(
+            (
+                name,
+                str(row.version) if row else "-",
+                row.updated_at if row else "(no stored config)",
+                ", ".join(secrets.get(name, [])) or "-",
+            )
+        )
+    if not table:
+        print("No accounts or secrets in the database.")
+    else:
+        print(_table(("ACCOUNT", "VERSION", "UPDATED (UTC)", "SECRETS"), table))
+    if origin != "database" and rows:
+        print(
+            '\nNote: the config reads its accounts from files; set accounts_from = "database" to use these.'
+        )
+    return EXIT_OK
+
+
+def accounts_put(config: Path, name: str, file: Path) -> int:
+    """Store one account's TOML (an accounts_dir file's text), checked with every other stored
+    account exactly as a pass would load it; nothing is stored when it has a problem."""
+    import re
+
+    from worker import accounts_db
+    from worker.config import load_accounts
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(
+            [
+                Problem(
+                    name, "the account name may use only letters, digits, '_', '.' and '-' (it names state)"
+                )
+            ]
+        )
+    db, origin = _database(config)
+    if origin != "database":
+        raise ConfigError(
+            [
+                Problem(
+                    str(config),
+                    'accounts_from: the config reads its accounts from files; set accounts_from = "database" '
+                    "(and remove [[accounts]] / accounts_dir) to keep them in the database",
+                )
+            ]
+        )
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [Problem(str(file), f"cannot read the account file ({type(exc).__name__})")]
+        ) from None
+    _revision, rows = accounts_db.stored_accounts(db)
+    pairs = [(r.name, r.text) for r in rows if r.name != name] + [(name, text)]
+    try:
+        accounts = load_accounts(config, roster_optional=True, stored=sorted(pairs))
+    except ConfigError as err:
+        mine = [p for p in err.problems if _about(p, name)]
+        if mine or not any(_about(p, r.name) for p in err.problems for r in rows):
+            raise ConfigError(mine or err.problems) from None
+        # only accounts stored earlier are broken: this one may still go in (it may be their fix)
+        print(
+            f"callsheet: note: other stored accounts have {len(err.problems)} problem(s); "
+            "`callsheet check` lists them",
+            file=sys.stderr,
+        )
+        accounts = ()
+    version = accounts_db.put_account(db, name, text)
+    print(f"Account {name} stored (version {version}); running workers pick it up at their next tick.")
+    stored = {(s.account, s.name) for s in accounts_db.stored_secrets(db)}
+    for settings in accounts:
+        for section in (settings.source, settings.reminders) if settings.account == name else ():
+            for key in ("password_secret", "token_secret"):
+                wanted = getattr(section, key)
+                if wanted and (name, wanted) not in stored:
+                    print(
+                        f"callsheet: note: its {key} {wanted!r} is not stored yet: "
+                        f"callsheet accounts secret {name} {wanted} < FILE",
+                        file=sys.stderr,
+                    )
+                    stored.add((name, wanted))
+    return EXIT_OK
+
+
+def _about(problem: Problem, name: str) -> bool:
+    return (
+        problem.where.startswith(f"database:{name}:")
+        or problem.where == f"database:{name}"
+        or (f"account {name!r}" in problem.message)
+    )
+
+
+def accounts_remove(config: Path, name: str) -> int:
+    """Remove a stored account and its secrets (its state stays, as when a file is removed)."""
+    from worker import accounts_db
+
+    db, _origin = _database(config)
+    found, secrets = accounts_db.remove_account(db, name)
+    if not found and not secrets:
+        raise ConfigError([Problem(str(config), f"no account named {name!r} in the database")])
+    print(
+        f"Account {name} removed ({secrets} secret(s) with it); running workers drop it at their next "
+        "tick. Its state rows stay (a later account of this name adopts them)."
+    )
+    return EXIT_OK
+
+
+def accounts_secret(config: Path, name: str, key: str, *, file: Path | None, delete: bool) -> int:
+    """Store (or `delete`) one secret of an account, encrypted with CALLSHEET_SECRET_KEY's first
+    key. The value comes from `file` or stdin (a prompt at a terminal), never the command line."""
+    import getpass
+    import re
+
+    from worker import accounts_db
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+        raise ConfigError([Problem(key, "a secret's name may use only letters, digits, '_', '.' and '-'")])
+    db, _origin = _database(config)
+    if delete:
+        if not accounts_db.delete_secret(db, name, key):
+            raise ConfigError([Problem(str(config), f"account {name!r} has no secret {key!r}")])
+        print(f"Secret {key} of account {name} deleted.")
+        return EXIT_OK
+    keys = accounts_db.Keys.from_env()
+    if file is not None:
+        try:
+            value = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                [Problem(str(file), f"cannot read the secret file ({type(exc).__name__})")]
+            ) from None
+    elif sys.stdin.isatty():
+        value = getpass.getpass(f"{key} for account {name} (not shown): ")
+    else:
+        value = sys.stdin.read()
+    value = value.rstrip("\r\n")
+    if not value:
+        raise ConfigError([Problem(str(file or "stdin"), "the secret is empty")])
+    accounts_db.put_secret(db, keys, name, key, value)
+    print(f"Secret {key} of account {name} stored (key {keys.primary}).")
+    return EXIT_OK
+
+
+def accounts_rotate(config: Path) -> int:
+    """Encrypt every stored secret again under the first key of CALLSHEET_SECRET_KEY."""
+    from worker import accounts_db
+
+    db, _origin = _database(config)
+    keys = accounts_db.Keys.from_env()
+    done, total = accounts_db.rotate_secrets(db, keys)
+    print(
+        f"{done} of {total} secret(s) encrypted again under key {keys.primary}; the older keys may now "
+        "be dropped from CALLSHEET_SECRET_KEY."
+    )
+    return EXIT_OK
+
+
+def accounts_new_key() -> int:
+    """Print a new key for CALLSHEET_SECRET_KEY (to stdout only; nothing is stored)."""
+    from worker import accounts_db
+
+    print(accounts_db.new_key())
     return EXIT_OK

@@ -15,10 +15,11 @@ import os
 import re
 import sys
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,6 +40,9 @@ from pydantic import (
 from worker.durations import parse_duration
 from worker.errors import ConfigError, Problem
 from worker.model import Client, ClientId
+
+if TYPE_CHECKING:
+    from worker.accounts_db import SecretStore
 
 # The name of the one account of a single-calendar config (its state stays in state_dir itself).
 DEFAULT_ACCOUNT = "default"
@@ -122,7 +126,11 @@ class _Account(_Strict):
     username: str | None = None
     password_file: Path | None = None
     password_env: str | None = None
+    # a secret stored encrypted in the PostgreSQL state database (worker/accounts_db.py)
+    password_secret: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     token_file: Path | None = None
+    # Google: the token as a secret in the PostgreSQL state database, refreshed there (encrypted)
+    token_secret: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     client_secrets_file: Path | None = None
     api_endpoint: str | None = None
     timeout: Duration = timedelta(seconds=30)
@@ -371,12 +379,23 @@ class Settings:
     state_url: str = ""  # "" = SQLite in state_dir
     state_password_env: str | None = None
     account: str = DEFAULT_ACCOUNT
+    accounts_from: Literal["config", "database"] = "config"  # where the account came from
     waiting_room: str = ""
     # a shared practice roster: client id -> the account (clinician) named in its `clinician`
     clinicians: dict[ClientId, str] = field(default_factory=dict)
 
     def secret(self, section: _Account, what: str = "password") -> str | None:
-        """Read the password named by password_file / password_env (never inline)."""
+        """Read the password named by password_file / password_env / password_secret (never inline)."""
+        if section.password_secret:
+            from worker import accounts_db  # psycopg and cryptography: only for those who use them
+
+            return accounts_db.read_secret(
+                accounts_db.Database(self.state_url, self.state_password_env),
+                self.account,
+                section.password_secret,
+                config_path=self.path,
+                what=what,
+            )
         if section.password_file is not None:
             try:
                 return section.password_file.read_text(encoding="utf-8").strip()
@@ -392,6 +411,19 @@ class Settings:
                 )
             return value
         return None
+
+    def token_store(self, section: _Account) -> SecretStore | None:
+        """The stored secret holding a Google token (`token_secret`), or None (`token_file`)."""
+        if not section.token_secret:
+            return None
+        from worker import accounts_db
+
+        return accounts_db.SecretStore(
+            accounts_db.Database(self.state_url, self.state_password_env),
+            self.account,
+            section.token_secret,
+            config_path=self.path,
+        )
 
 
 def default_config_path() -> Path:
@@ -819,17 +851,36 @@ def _read_config(path: Path) -> tuple[dict[str, Any], str]:
         raise
 
 
-def load_accounts(path: Path, *, roster: bool = True, roster_optional: bool = False) -> tuple[Settings, ...]:
+def load_accounts(
+    path: Path,
+    *,
+    roster: bool = True,
+    roster_optional: bool = False,
+    stored: Sequence[tuple[str, str]] | None = None,
+    allow_empty: bool = False,
+) -> tuple[Settings, ...]:
     """Every account of the config: one for the single-calendar form (named "default", its state
-    in state_dir itself), else one per `[[accounts]]` table or `accounts_dir` file, in order.
+    in state_dir itself), else one per `[[accounts]]` table or `accounts_dir` file, in order, or
+    (`accounts_from = "database"`) one per account stored in the state database, by name.
+    `stored` (name, TOML text) pairs stand in for the database's (to check a change before
+    storing it); `allow_empty`: a database holding no account yet is no error (a worker waits).
 
     Raises:
         ConfigError: with every problem found in the config, the account files and the rosters.
+        StateError: the database of `accounts_from = "database"` cannot be used now.
     """
     path = path.expanduser().absolute()
     data, text = _read_config(path)
-    if "accounts" in data or "accounts_dir" in data:
-        return _load_group(path, data, text, roster=roster, roster_optional=roster_optional)
+    if "accounts" in data or "accounts_dir" in data or "accounts_from" in data:
+        return _load_group(
+            path,
+            data,
+            text,
+            roster=roster,
+            roster_optional=roster_optional,
+            stored=stored,
+            allow_empty=allow_empty,
+        )
     base = path.parent
     problems: list[Problem] = []
     try:
@@ -866,6 +917,7 @@ def _build(
     *,
     account: str = DEFAULT_ACCOUNT,
     waiting_room: str = "",
+    accounts_from: Literal["config", "database"] = "config",
 ) -> Settings:
     base = path.parent
     source: SourceSettings = parsed.source.model_copy(
@@ -895,6 +947,7 @@ def _build(
         account=account,
         waiting_room=waiting_room,
         clinicians=clinicians,
+        accounts_from=accounts_from,
     )
 
 
@@ -952,7 +1005,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _entries(path: Path, data: dict[str, Any], text: str) -> tuple[list[_Entry], list[Problem]]:
+def _entries(
+    path: Path, data: dict[str, Any], text: str, stored: Sequence[tuple[str, str]] | None = None
+) -> tuple[list[_Entry], list[Problem]]:
     problems: list[Problem] = []
     blocks, shared = _views(text)
 
@@ -961,6 +1016,17 @@ def _entries(path: Path, data: dict[str, Any], text: str) -> tuple[list[_Entry],
         return f"{path}:{line}" if line else str(path)
 
     entries: list[_Entry] = []
+    origin = data.get("accounts_from", "config")
+    if origin not in ("config", "database"):
+        problems.append(
+            Problem(
+                at("accounts_from"),
+                'accounts_from: must be "config" ([[accounts]] or accounts_dir) or "database"',
+            )
+        )
+        return entries, problems
+    if origin == "database":
+        return _stored_entries(path, data, shared, at, stored)
     inline = data.get("accounts", [])
     if not isinstance(inline, list) or not all(isinstance(t, dict) for t in inline):
         problems.append(Problem(at("accounts"), "accounts: must be [[accounts]] tables"))
@@ -990,6 +1056,78 @@ def _entries(path: Path, data: dict[str, Any], text: str) -> tuple[list[_Entry],
     return entries, problems
 
 
+def _stored_entries(
+    path: Path,
+    data: dict[str, Any],
+    shared: str,
+    at: Callable[[str], str],
+    stored: Sequence[tuple[str, str]] | None,
+) -> tuple[list[_Entry], list[Problem]]:
+    """`accounts_from = "database"`: one entry per account row (or per `stored` pair)."""
+    problems = [
+        Problem(
+            at(key),
+            f"{key}: accounts_from = 'database' reads every account from the database; "
+            f"remove {key} (or leave accounts_from out)",
+        )
+        for key in ("accounts", "accounts_dir")
+        if key in data
+    ]
+    url = data.get("state_url", "")
+    password_env = data.get("state_password_env")
+    try:
+        check_state_url(url if isinstance(url, str) else "")
+    except ValueError:
+        return [], problems  # the shared keys' validation names the bad state_url
+    if not url:
+        problems.append(
+            Problem(
+                at("accounts_from"),
+                "accounts_from = 'database' needs the PostgreSQL state (state_url = \"postgresql://…\"): "
+                "the SQLite state is file-based; keep accounts in [[accounts]] or accounts_dir",
+            )
+        )
+    if problems:
+        return [], problems
+    if stored is None:
+        from worker import accounts_db  # psycopg: only for those who use it
+
+        _rev, rows = accounts_db.stored_accounts(
+            accounts_db.Database(url, password_env if isinstance(password_env, str) else None)
+        )
+        stored = [(row.name, row.text) for row in rows]
+    entries: list[_Entry] = []
+    for name, own_text in stored:
+        where = Path(f"database:{name}")
+        try:
+            own = tomllib.loads(own_text)
+        except tomllib.TOMLDecodeError as exc:
+            found = re.search(r"\(at line (\d+)", str(exc))
+            line = getattr(exc, "lineno", None) or (int(found.group(1)) if found else None)
+            problems.append(
+                Problem(f"{where}:{line}" if line else str(where), f"account {name!r}: TOML syntax error")
+            )
+            continue
+        if own.get("name", name) != name:
+            problems.append(
+                Problem(str(where), f"account {name!r}: its text says another name; the names must agree")
+            )
+            continue
+        wrong = [key for key in ("state_url", "state_password_env", "accounts_from") if key in own]
+        if wrong:
+            line = _line_of(own_text, (wrong[0],))
+            problems.append(
+                Problem(
+                    f"{where}:{line}" if line else str(where),
+                    f"account {name!r}: {wrong[0]}: belongs in the main config (every account of the "
+                    "database shares its state database)",
+                )
+            )
+            continue
+        entries.append(_Entry({"name": name, **own}, ((where, own_text), (path, shared))))
+    return entries, problems
+
+
 def _entry_problems(err: ValidationError, entry: _Entry, label: str) -> list[Problem]:
     """The problems of one account, each at the first file that has the key's line."""
     found = [_problems(err, file, text, private=False) for file, text in entry.views]
@@ -1003,11 +1141,21 @@ def _entry_problems(err: ValidationError, entry: _Entry, label: str) -> list[Pro
 
 
 def _load_group(
-    path: Path, data: dict[str, Any], text: str, *, roster: bool, roster_optional: bool
+    path: Path,
+    data: dict[str, Any],
+    text: str,
+    *,
+    roster: bool,
+    roster_optional: bool,
+    stored: Sequence[tuple[str, str]] | None = None,
+    allow_empty: bool = False,
 ) -> tuple[Settings, ...]:
     base = path.parent
-    entries, problems = _entries(path, data, text)
-    shared = {k: v for k, v in data.items() if k not in ("accounts", "accounts_dir")}
+    entries, problems = _entries(path, data, text, stored)
+    origin: Literal["config", "database"] = (
+        "database" if data.get("accounts_from") == "database" else "config"
+    )
+    shared = {k: v for k, v in data.items() if k not in ("accounts", "accounts_dir", "accounts_from")}
     for key in ("source", "reminders"):
         if key in shared:
             line = _line_of(text, (key,))
@@ -1094,20 +1242,34 @@ def _load_group(
                 clinicians,
                 account=name,
                 waiting_room=room,
+                accounts_from=origin,
             )
         )
-    if not entries and not problems:
-        problems.append(Problem(str(path), "accounts: the config names no account"))
+    if not entries and not problems and not allow_empty:
+        if origin == "database":
+            problems.append(
+                Problem(
+                    str(path),
+                    "accounts_from = 'database': the database holds no account yet; store one with "
+                    "`callsheet accounts put NAME --file NAME.toml`",
+                )
+            )
+        else:
+            problems.append(Problem(str(path), "accounts: the config names no account"))
     if problems:
         raise ConfigError(problems)
     return tuple(out)
 
 
+_PASSWORD_KEYS = ("password_file", "password_env", "password_secret")
+_TOKEN_KEYS = ("token_file", "token_secret")
 _ACCOUNT_KEYS = (
     "username",
     "password_file",
     "password_env",
+    "password_secret",
     "token_file",
+    "token_secret",
     "client_secrets_file",
     "api_endpoint",
     "timeout",
@@ -1122,7 +1284,11 @@ def _inherit_account(
     """A key absent from [reminders] falls back to [source] when both use the same kind."""
     if reminders.kind != source.kind or not isinstance(written, dict):
         return reminders
-    update = {k: getattr(source, k) for k in _ACCOUNT_KEYS if k not in written}
+    skip = set(written)
+    for group in (_PASSWORD_KEYS, _TOKEN_KEYS):
+        if skip & set(group):  # [reminders] names its own password (token): none of [source]'s
+            skip |= set(group)
+    update = {k: getattr(source, k) for k in _ACCOUNT_KEYS if k not in skip}
     return reminders.model_copy(update=update)
 
 
@@ -1138,9 +1304,38 @@ def _check_sections(parsed: _ConfigFile, path: Path, text: str) -> list[Problem]
     # what each kind needs (a vdir path, a CalDAV url) is checked by the per-kind models
     src, rem = parsed.source, parsed.reminders
     for name, section in (("source", src), ("reminders", rem)):
-        if section.password_file is not None and section.password_env:
+        given = [
+            key
+            for key in ("password_file", "password_env", "password_secret")
+            if getattr(section, key) not in (None, "")
+        ]
+        if len(given) > 1:
             out.append(
-                Problem(at(name, "password_env"), f"[{name}] set password_file or password_env, not both")
+                Problem(
+                    at(name, given[-1]),
+                    f"[{name}] set one of password_file, password_env and password_secret, not "
+                    + " and ".join(given),
+                )
+            )
+        if section.token_file is not None and section.token_secret:
+            out.append(
+                Problem(at(name, "token_secret"), f"[{name}] set token_file or token_secret, not both")
+            )
+        if section.token_secret and not parsed.state_url:
+            out.append(
+                Problem(
+                    at(name, "token_secret"),
+                    f"[{name}] token_secret: secrets are stored in the PostgreSQL state database "
+                    '(state_url = "postgresql://…"); with the SQLite state use token_file',
+                )
+            )
+        if section.password_secret and not parsed.state_url:
+            out.append(
+                Problem(
+                    at(name, "password_secret"),
+                    f"[{name}] password_secret: secrets are stored in the PostgreSQL state database "
+                    '(state_url = "postgresql://…"); with the SQLite state use password_file or password_env',
+                )
             )
     hours = parsed.practice.office_hours
     if hours.end <= hours.start:
@@ -1194,3 +1389,38 @@ def _spell(value: timedelta) -> str:
         n, seconds = divmod(seconds, size)
         out += f"{n}{unit}" if n else ""
     return out or "0s"
+
+
+def state_database(path: Path) -> tuple[str, str | None, str]:
+    """The main config's `state_url`, `state_password_env` and `accounts_from`, read without
+    loading any account (`callsheet accounts`, `state init`).
+
+    Raises:
+        ConfigError: the config cannot be read, state_url is malformed, or (for callers that need
+        it) missing: the caller decides; an empty state_url is returned as "".
+    """
+    path = path.expanduser().absolute()
+    data, text = _read_config(path)
+    url = data.get("state_url", "")
+    env = data.get("state_password_env")
+    origin = data.get("accounts_from", "config")
+
+    def at(key: str) -> str:
+        line = _line_of(text, (key,))
+        return f"{path}:{line}" if line else str(path)
+
+    problems = []
+    if not isinstance(url, str):
+        problems.append(Problem(at("state_url"), "state_url: must be text in quotes"))
+    else:
+        try:
+            check_state_url(url)
+        except ValueError as exc:
+            problems.append(Problem(at("state_url"), f"state_url: {exc}"))
+    if env is not None and not isinstance(env, str):
+        problems.append(Problem(at("state_password_env"), "state_password_env: must be text in quotes"))
+    if origin not in ("config", "database"):
+        problems.append(Problem(at("accounts_from"), 'accounts_from: must be "config" or "database"'))
+    if problems:
+        raise ConfigError(problems)
+    return str(url), (env if isinstance(env, str) else None), str(origin)

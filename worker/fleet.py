@@ -13,6 +13,10 @@ tasks:
 - `callsheet.pass`: one pass of one account (`runner.account_pass`) under the account's
   advisory lock (worker/state_pg.py): never two passes of one account at once, on any
   machine. A pass that finds the lock held is skipped (the running one covers the account).
+- Accounts kept in the database (`accounts_from = "database"`, worker/accounts_db.py): the
+  tick and every pass first ask whether the accounts changed (one one-row query) and load
+  them again when they did, so an account added, changed or removed is served at the next
+  tick without a restart; a pass of an account no longer stored is dropped.
 - `callsheet.rescue` (periodic, every tick): a pass whose worker died (no heartbeat for
   `STALLED_AFTER` seconds) is queued again; when a newer pass of that account already waits,
   the dead one is marked failed instead (the waiting one covers it). Deterministic reminder
@@ -21,12 +25,14 @@ tasks:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import os
+import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,10 +73,10 @@ def due_slot(account: str, every: float, at: float, tick: float) -> int | None:
     return None
 
 
-def _connector_kwargs(settings: Settings) -> dict[str, Any]:
-    options: dict[str, Any] = {"conninfo": settings.state_url, "min_size": 1, "max_size": 4}
-    if settings.state_password_env:
-        options["kwargs"] = {"password": os.environ.get(settings.state_password_env, "")}
+def _connector_kwargs(url: str, password_env: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {"conninfo": url, "min_size": 1, "max_size": 4}
+    if password_env:
+        options["kwargs"] = {"password": os.environ.get(password_env, "")}
     return options
 
 
@@ -89,14 +95,18 @@ def _require_state_url(accounts: Sequence[Settings]) -> str:
     return next(iter(urls))
 
 
-def ensure_schema(settings: Settings) -> bool:
-    """Apply Procrastinate's schema to the state database when it is not there yet (under an
-    advisory lock, so workers starting together apply it once). Returns True when applied."""
+def ensure_schema(settings: Settings | tuple[str, str | None]) -> bool:
+    """Apply Procrastinate's schema to the state database (a Settings' state_url, or a URL and its
+    password variable) when it is not there yet (under an advisory lock, so workers starting
+    together apply it once). Returns True when applied."""
     import psycopg
 
     from worker.state_pg import connect, unusable
 
-    conn = connect(settings.state_url, settings.state_password_env)
+    url, password_env = (
+        settings if isinstance(settings, tuple) else (settings.state_url, settings.state_password_env)
+    )
+    conn = connect(url, password_env)
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -108,17 +118,24 @@ def ensure_schema(settings: Settings) -> bool:
             conn.execute(SchemaManager.get_schema().encode())
         return True
     except psycopg.Error as exc:
-        raise unusable(settings.state_url, exc) from exc
+        raise unusable(url, exc) from exc
     finally:
         conn.close()
 
 
+# accounts_from = "database": the accounts again when they changed since the last call, else None
+Reload = Callable[[], "tuple[Settings, ...] | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class Fleet:
-    """What a worker process serves: the accounts (by name) and the tick."""
+    """What a worker process serves: the accounts (by name) and the tick; `reload` (accounts
+    in the database) gives a newer set of accounts when they changed."""
 
     accounts: tuple[Settings, ...]
     tick: int = DEFAULT_TICK
+    reload: Reload | None = None
+    database: tuple[str, str | None] = ("", None)  # state_url and its password variable
 
     def by_name(self) -> dict[str, Settings]:
         return {a.account: a for a in self.accounts}
@@ -154,21 +171,59 @@ class Fleet:
         return out
 
 
+@dataclass(slots=True)
+class _Served:
+    """The accounts a worker serves now: (accounts, by name, circles), swapped whole (one
+    attribute, so a pass never sees half of an old set and half of a new one) when `reload`
+    finds a change."""
+
+    fleet: Fleet
+    view: tuple[tuple[Settings, ...], dict[str, Settings], dict[str, tuple[Settings, ...]]] = ((), {}, {})
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._use(self.fleet.accounts)
+
+    def _use(self, accounts: tuple[Settings, ...]) -> None:
+        whole = Fleet(accounts, self.fleet.tick)
+        self.view = (accounts, whole.by_name(), whole.circles())
+
+    def refresh(self) -> None:
+        """Load the accounts again when they changed (one small query when they did not). A
+        database that cannot be reached keeps the accounts as they were (the pass says why)."""
+        if self.fleet.reload is None:
+            return
+        from worker.errors import StateError
+
+        with self.lock:
+            try:
+                changed = self.fleet.reload()
+            except StateError as exc:
+                log.warning("fleet.reload_failed", problem=str(exc))
+                return
+            if changed is not None:
+                self._use(changed)
+
+
 def make_app(fleet: Fleet) -> Any:
     """The Procrastinate app of a worker: its three tasks bound to the fleet's accounts."""
     import procrastinate
     from procrastinate import exceptions, jobs
 
-    first = fleet.accounts[0]
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(**_connector_kwargs(first)))
-    named = fleet.by_name()
-    everyone = fleet.accounts
-    circles = fleet.circles()
+    url, password_env = (
+        fleet.database
+        if fleet.database[0]
+        else (fleet.accounts[0].state_url, fleet.accounts[0].state_password_env)
+    )
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(**_connector_kwargs(url, password_env)))
+    served = _Served(fleet)
 
     @app.task(name=PASS_TASK, queue=QUEUE)
     def pass_task(account: str, slot: int) -> None:
+        served.refresh()
+        _accounts, named, circles = served.view
         settings = named.get(account)
-        if settings is None:  # queued by a worker with another config: its config will serve it
+        if settings is None:  # removed since, or queued by a worker with another config
             log.warning("fleet.unknown_account", account=account)
             return
         started = time.time()
@@ -192,8 +247,10 @@ def make_app(fleet: Fleet) -> Any:
     @app.periodic(cron=f"* * * * * */{fleet.tick}", periodic_id="tick")
     @app.task(name=TICK_TASK, queue=QUEUE, queueing_lock=TICK_TASK)
     async def tick_task(timestamp: int) -> None:
+        if fleet.reload is not None:
+            await asyncio.to_thread(served.refresh)
         queued = 0
-        for settings in everyone:
+        for settings in served.view[0]:
             slot = due_slot(settings.account, settings.run.every.total_seconds(), timestamp, fleet.tick)
             if slot is None:
                 continue
@@ -232,17 +289,28 @@ def make_app(fleet: Fleet) -> Any:
     return app
 
 
-def serve(accounts: Sequence[Settings], *, concurrency: int, tick: int = DEFAULT_TICK) -> int:
-    """Run a worker until SIGTERM/SIGINT: at most `concurrency` passes at once. Returns 0."""
-    _require_state_url(accounts)
+def serve(
+    accounts: Sequence[Settings],
+    *,
+    concurrency: int,
+    tick: int = DEFAULT_TICK,
+    reload: Reload | None = None,
+) -> int:
+    """Run a worker until SIGTERM/SIGINT: at most `concurrency` passes at once. Returns 0.
+    `reload` (accounts in the database, worker/accounts_db.Reloader): a newer set of accounts
+    when they changed; then `accounts` may be empty (the worker waits for the first)."""
+    database = getattr(reload, "db", None)
+    if database is not None:
+        url, password_env = database.url, database.password_env
+    else:
+        url = _require_state_url(accounts)
+        password_env = accounts[0].state_password_env
     if tick not in TICKS:
         raise ValueError(f"--tick must divide a minute: one of {', '.join(map(str, TICKS))}")
-    from worker.state import open_state
-
-    open_state(accounts[0]).close()  # callsheet's own schema, migrated forward (worker/state_pg.py)
-    if ensure_schema(accounts[0]):
+    _migrate(url, password_env)  # callsheet's own schema, migrated forward (worker/state_pg.py)
+    if ensure_schema((url, password_env)):
         log.info("fleet.schema_applied")
-    app = make_app(Fleet(tuple(accounts), tick))
+    app = make_app(Fleet(tuple(accounts), tick, reload, (url, password_env)))
     log.info("fleet.started", count=len(accounts), pid=os.getpid())
     app.run_worker(
         queues=[QUEUE],
@@ -257,6 +325,30 @@ def serve(accounts: Sequence[Settings], *, concurrency: int, tick: int = DEFAULT
     return 0
 
 
+def _migrate(url: str, password_env: str | None) -> None:
+    from worker import state_pg
+
+    conn = state_pg.connect(url, password_env)
+    try:
+        if state_pg.current(conn) != state_pg.SCHEMA_VERSION:
+            state_pg.migrate(conn, url)
+    finally:
+        conn.close()
+
+
+def init_database(url: str, password_env: str | None, config: object) -> int:
+    """`callsheet state init` for `accounts_from = "database"`: the tables and the queue, before
+    any account is stored."""
+    if not url:
+        raise ConfigError(
+            [Problem(str(config), 'accounts_from = "database" needs state_url = "postgresql://…"')]
+        )
+    _migrate(url, password_env)
+    applied = ensure_schema((url, password_env))
+    print("callsheet: the state database is ready" + (" (work queue created)." if applied else "."))
+    return 0
+
+
 def init(accounts: Sequence[Settings]) -> int:
     """`callsheet state init`: create or migrate callsheet's tables and Procrastinate's queue."""
     _require_state_url(accounts)
@@ -268,4 +360,4 @@ def init(accounts: Sequence[Settings]) -> int:
     return 0
 
 
-__all__ = ["Fleet", "due_slot", "ensure_schema", "init", "make_app", "offset", "serve"]
+__all__ = ["Fleet", "due_slot", "ensure_schema", "init", "init_database", "make_app", "offset", "serve"]

@@ -96,11 +96,20 @@ def run_every(
     *,
     include_stale: bool,
     accept: runner.Accept = runner.NO_ACCEPT,
+    reload: Callable[[], tuple[Settings, ...] | None] | None = None,
 ) -> int:
+    """Every account on its interval until stopped; `reload` (accounts in the database) gives
+    the accounts again when they changed: an added one is passed, a removed one no longer."""
     stop = runner.Stop()
     stop.install()
     return runner.loop_accounts(
-        accounts, every, stop=stop, include_stale=include_stale, accept=accept, everyone=everyone
+        accounts,
+        every,
+        stop=stop,
+        include_stale=include_stale,
+        accept=accept,
+        everyone=everyone,
+        reload=reload,
     )
 
 

@@ -33,7 +33,15 @@ from connectors.base import (
 )
 from worker.apply import apply
 from worker.config import Settings
-from worker.errors import ClockError, ConfigError, ConnectorError, ItemsUnseenError, LockedError, Problem
+from worker.errors import (
+    ClockError,
+    ConfigError,
+    ConnectorError,
+    ItemsUnseenError,
+    LockedError,
+    Problem,
+    WorkerError,
+)
 from worker.health import read_health, record_failure, record_outcome, write_health
 from worker.model import Appointment
 from worker.planning import Plan, appointments_at, decide
@@ -478,10 +486,12 @@ def loop_accounts(
     max_passes: int | None = None,
     accept: Accept = NO_ACCEPT,
     everyone: Sequence[Settings] = (),
+    reload: Callable[[], Sequence[Settings] | None] | None = None,
 ) -> int:
     """Every account on its own interval (`every`, else its `run.every`) with jitter, at most
     `run.concurrency` passes at once, until stopped. A slow or failing account delays no
-    other: it only holds its own worker thread. Returns the exit code."""
+    other: it only holds its own worker thread. `reload` (accounts in the database; asked
+    about once a second) gives every account anew when they changed. Returns the exit code."""
     stop = stop or Stop()
     everyone = everyone or accounts
     interval = {a.account: (every or a.run.every).total_seconds() for a in accounts}
@@ -490,10 +500,25 @@ def loop_accounts(
     next_at = {a.account: start + random.uniform(0, min(5.0, interval[a.account] * 0.1)) for a in accounts}
     passes = dict.fromkeys(next_at, 0)
     running: dict[str, Future[AccountRun]] = {}
-    workers = max(1, min(accounts[0].run.concurrency, len(accounts)))
+    concurrency = accounts[0].run.concurrency
+    # with `reload`, accounts may come later: the pool is as wide as the config allows
+    workers = concurrency if reload is not None else max(1, min(concurrency, len(accounts)))
+    asked = start
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="account") as pool:
         while not stop.event.is_set():
             moment = _time.monotonic()
+            if reload is not None and moment - asked >= 1.0:
+                asked = moment
+                try:
+                    changed = reload()
+                except WorkerError as exc:  # the database is away: the accounts stay as they were
+                    log.warning("loop.reload_failed", problem=str(exc))
+                    changed = None
+                if changed is not None:
+                    accounts = everyone = tuple(changed)
+                    interval = {a.account: (every or a.run.every).total_seconds() for a in accounts}
+                    next_at = {a.account: next_at.get(a.account, moment) for a in accounts}
+                    passes = {a.account: passes.get(a.account, 0) for a in accounts}
             for settings in accounts:
                 name = settings.account
                 if name in running or next_at[name] > moment:
@@ -513,6 +538,8 @@ def loop_accounts(
             for name, future in list(running.items()):
                 if future.done():
                     del running[name]
+                    if name not in interval:  # removed while it ran
+                        continue
                     passes[name] += 1
                     jitter = random.uniform(0, min(30.0, interval[name] * 0.1))
                     next_at[name] = _time.monotonic() + interval[name] + jitter

@@ -44,7 +44,7 @@ from worker.state import (
     record_of,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # seconds to wait for a connection from the pool before the pass gives up (StateError)
 CONNECT_TIMEOUT = 10.0
 
@@ -122,6 +122,29 @@ _MIGRATIONS: dict[int, str] = {
         value TEXT NOT NULL,
         PRIMARY KEY (account, name)
     );
+    """,
+    # 2: account configs and their encrypted secrets (accounts_from = "database", worker/accounts_db.py);
+    # `account_revision` counts every change of an account config: a worker polls it, one row, per tick
+    2: f"""
+    CREATE TABLE account_configs (
+        name {_C} PRIMARY KEY,
+        config TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        updated_at {_C} NOT NULL
+    );
+    CREATE TABLE account_secrets (
+        account {_C} NOT NULL,
+        name {_C} NOT NULL,
+        ciphertext TEXT NOT NULL,
+        key_id {_C} NOT NULL,
+        updated_at {_C} NOT NULL,
+        PRIMARY KEY (account, name)
+    );
+    CREATE TABLE account_revision (
+        one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+        revision BIGINT NOT NULL
+    );
+    INSERT INTO account_revision (one, revision) VALUES (TRUE, 0);
     """,
 }
 

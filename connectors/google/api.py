@@ -44,7 +44,14 @@ from tenacity import (
     stop_before_delay,
 )
 
-from connectors.google.auth import TokenKeeper, auth_error, load_credentials, require_scopes, token_uri_for
+from connectors.google.auth import (
+    TokenKeeper,
+    TokenStore,
+    auth_error,
+    load_credentials,
+    require_scopes,
+    token_uri_for,
+)
 from worker.errors import AuthError, ConflictError, ConnectorError, NotFoundError, TransientError
 
 log = structlog.get_logger()
@@ -89,6 +96,7 @@ class Account:
     verify_tls: bool
     config_path: Path | None
     every: timedelta
+    token_store: TokenStore | None = None  # token_secret: the token is a secret in the database
 
 
 def _error_reason(exc: HttpError) -> str:
@@ -198,11 +206,15 @@ class GoogleApi:
             token_uri=token_uri_for(account.api_endpoint),
             config_path=account.config_path,
             source=source,
+            store=account.token_store,
         )
         require_scopes(credentials, scopes, config_path=account.config_path, source=source)
-        assert account.token_file is not None
         self.keeper = TokenKeeper(
-            credentials, account.token_file, config_path=account.config_path, source=source
+            credentials,
+            account.token_file,
+            config_path=account.config_path,
+            source=source,
+            store=account.token_store,
         )
         self.http = httplib2.Http(
             timeout=max(1, int(account.timeout.total_seconds())),

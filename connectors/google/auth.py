@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urljoin
 
 import google.auth.exceptions
@@ -101,15 +102,37 @@ def auth_error(
     )
 
 
+class TokenStore(Protocol):
+    """Where a token lives other than a file: a secret in the state database
+    (`token_secret`, worker/accounts_db.SecretStore), encrypted there."""
+
+    where: str  # for messages: "the stored secret 'google' of account 'NAME'"
+
+    def load(self) -> str: ...
+
+    def save(self, text: str) -> None: ...
+
+
 def load_credentials(
-    token_file: Path | None, *, token_uri: str, config_path: Path | None, source: str = ""
+    token_file: Path | None,
+    *,
+    token_uri: str,
+    config_path: Path | None,
+    source: str = "",
+    store: TokenStore | None = None,
 ) -> Credentials:
-    """Read the token file written by the setup script.
+    """Read the token file written by the setup script (or the token `store` holds).
 
     Raises:
-        ConfigError: no token_file is configured.
+        ConfigError: no token_file is configured (or the stored token cannot be read).
         AuthError: the token file is missing or unreadable.
     """
+    if store is not None:
+        try:
+            info = json.loads(store.load())
+        except ValueError:
+            raise auth_error(f"{store.where} is not a Google token", config_path, source=source) from None
+        return _credentials(info, store.where, token_uri=token_uri, config_path=config_path, source=source)
     if token_file is None:
         raise ConfigError(
             [
@@ -131,16 +154,24 @@ def load_credentials(
             config_path,
             source=source,
         ) from None
+    return _credentials(
+        info,
+        f"the Google token file {token_file}",
+        token_uri=token_uri,
+        config_path=config_path,
+        source=source,
+    )
+
+
+def _credentials(
+    info: object, where: str, *, token_uri: str, config_path: Path | None, source: str
+) -> Credentials:
     if not isinstance(info, dict):
-        raise auth_error(f"the Google token file {token_file} is not a token", config_path, source=source)
+        raise auth_error(f"{where} is not a token", config_path, source=source)
     try:
         credentials = Credentials.from_authorized_user_info(info)  # type: ignore[no-untyped-call]
     except ValueError:
-        raise auth_error(
-            f"the Google token file {token_file} lacks a refresh token or client id",
-            config_path,
-            source=source,
-        ) from None
+        raise auth_error(f"{where} lacks a refresh token or client id", config_path, source=source) from None
     fresh: Credentials = credentials.with_token_uri(token_uri)
     fresh.expiry = credentials.expiry  # the copy forgets it: the token would never be refreshed
     return fresh
@@ -175,10 +206,17 @@ class TokenKeeper:
     """Holds the credentials of one connector; refreshes and re-saves the token file."""
 
     def __init__(
-        self, credentials: Credentials, path: Path, *, config_path: Path | None, source: str
+        self,
+        credentials: Credentials,
+        path: Path | None,
+        *,
+        config_path: Path | None,
+        source: str,
+        store: TokenStore | None = None,
     ) -> None:
         self.credentials = credentials
         self.path = path
+        self.store = store  # the token is a stored secret: refreshed tokens go back there, encrypted
         self.config_path = config_path
         self.source = source
         self._saved = credentials.token
@@ -231,6 +269,11 @@ class TokenKeeper:
             AuthError: the token file cannot be written (names the file and the fix).
         """
         if self.credentials.token and self.credentials.token != self._saved:
+            if self.store is not None:
+                self.store.save(self.credentials.to_json())  # type: ignore[no-untyped-call]
+                self._saved = self.credentials.token
+                return
+            assert self.path is not None
             try:
                 save_credentials(self.path, self.credentials)
             except OSError as exc:

@@ -96,6 +96,7 @@ class GoogleSink(Capabilities):
                 verify_tls=reminders.verify_tls,
                 config_path=settings.path,
                 every=settings.run.every,
+                token_store=settings.token_store(reminders),
             ),
             source=self.name,
             scopes=scopes,

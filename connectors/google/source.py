@@ -66,6 +66,7 @@ class GoogleSource(Capabilities):
                 verify_tls=source.verify_tls,
                 config_path=settings.path,
                 every=settings.run.every,
+                token_store=settings.token_store(source),
             ),
             source=self.name,
             scopes=[READ_SCOPES],

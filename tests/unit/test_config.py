@@ -342,6 +342,7 @@ def test_example_config_shows_the_real_defaults() -> None:
     # values that are examples, not defaults (a path, a URL, a name): only their presence is checked
     examples = {"timezone", "therapist_name", "callback_number", "path", "url", "urls", "username"}
     examples |= {"password_file", "password_env", "token_file", "client_secrets_file", "api_endpoint"}
+    examples |= {"password_secret", "token_secret"}
     examples |= {"calendar_id", "calendar_ids", "events_path", "tasks_path", "events_url", "tasks_url"}
     examples |= {"calendar", "events_calendar", "tasks_calendar"}  # display names
     examples |= {"state_url", "state_password_env"}  # a database of one's own
