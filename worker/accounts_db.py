@@ -102,17 +102,20 @@ class Keys:
     def primary(self) -> str:
         return self.ids[0]
 
-    def encrypt(self, value: str) -> str:
-        return self._fernets[0].encrypt(value.encode("utf-8")).decode("ascii")
+    def encrypt(self, value: str, place: str) -> str:
+        """`value` encrypted under the first key, bound to `place` (the account and the secret's
+        name): a ciphertext copied into another row of the table does not decrypt there."""
+        return self._fernets[0].encrypt(f"{place}\0{value}".encode()).decode("ascii")
 
-    def decrypt(self, token: str, stored_id: str, what: str) -> str:
-        """The plain text of `token`.
+    def decrypt(self, token: str, stored_id: str, what: str, place: str) -> str:
+        """The plain text of `token`, which must have been encrypted for `place`.
 
         Raises:
-            ConfigError: no key of CALLSHEET_SECRET_KEY opens it (names the key id it needs).
+            ConfigError: no key of CALLSHEET_SECRET_KEY opens it (names the key id it needs), or
+                it was encrypted for another account or secret name.
         """
         try:
-            return MultiFernet(list(self._fernets)).decrypt(token.encode("ascii")).decode("utf-8")
+            plain = MultiFernet(list(self._fernets)).decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError):
             raise ConfigError(
                 [
@@ -124,10 +127,27 @@ class Keys:
                     )
                 ]
             ) from None
+        bound, sep, value = plain.partition("\0")
+        if not sep or bound != place:
+            raise ConfigError(
+                [
+                    Problem(
+                        KEY_ENV,
+                        f"{what} was encrypted for another account or secret name (copied between "
+                        "rows of account_secrets?): store it again with `callsheet accounts secret`",
+                    )
+                ]
+            )
+        return value
 
-    def rotate(self, token: str, stored_id: str, what: str) -> str:
+    def rotate(self, token: str, stored_id: str, what: str, place: str) -> str:
         """`token` encrypted again under the first key (ConfigError as `decrypt`)."""
-        return self.encrypt(self.decrypt(token, stored_id, what))
+        return self.encrypt(self.decrypt(token, stored_id, what, place), place)
+
+
+def place_of(account: str, name: str) -> str:
+    """What a secret's ciphertext is bound to."""
+    return f"{account}/{name}"
 
 
 def new_key() -> str:
@@ -271,7 +291,7 @@ def remove_account(db: Database, name: str) -> tuple[bool, int]:
 
 def put_secret(db: Database, keys: Keys, account: str, name: str, value: str) -> None:
     """Store one secret, encrypted under the first key."""
-    token = keys.encrypt(value)
+    token = keys.encrypt(value, place_of(account, name))
 
     def work(conn: psycopg.Connection[Any]) -> None:
         conn.execute(
@@ -319,7 +339,12 @@ def rotate_secrets(db: Database, keys: Keys) -> tuple[int, int]:
             for account, name, token, stored_id in rows:
                 if stored_id == keys.primary:
                     continue
-                fresh = keys.rotate(str(token), str(stored_id), f"the secret {name!r} of account {account!r}")
+                fresh = keys.rotate(
+                    str(token),
+                    str(stored_id),
+                    f"the secret {name!r} of account {account!r}",
+                    place_of(str(account), str(name)),
+                )
                 conn.execute(
                     "UPDATE account_secrets SET ciphertext = %s, key_id = %s, updated_at = %s "
                     "WHERE account = %s AND name = %s",
@@ -362,7 +387,9 @@ def read_secret(db: Database, account: str, name: str, *, config_path: Path, wha
             ]
         )
     keys = Keys.from_env()
-    return keys.decrypt(str(row[0]), str(row[1]), f"the secret {name!r} of account {account!r}")
+    return keys.decrypt(
+        str(row[0]), str(row[1]), f"the secret {name!r} of account {account!r}", place_of(account, name)
+    )
 
 
 class SecretStore:

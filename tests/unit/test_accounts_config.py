@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_group_config import HEAD, account, write
-from worker.accounts_db import KEY_ENV, Keys, key_id
+from worker.accounts_db import KEY_ENV, Keys, key_id, place_of
 from worker.config import load_accounts
 from worker.errors import ConfigError
 
@@ -117,9 +117,9 @@ def test_keys_from_the_environment() -> None:
     new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     keys = Keys.from_env({KEY_ENV: f"{new}, {old}"})
     assert keys.ids == (key_id(new.encode()), key_id(old.encode())) and keys.primary == key_id(new.encode())
-    token = Keys.from_env({KEY_ENV: old}).encrypt("pw")
-    assert keys.decrypt(token, key_id(old.encode()), "x") == "pw"
-    assert Keys.from_env({KEY_ENV: new}).decrypt(keys.rotate(token, "x", "x"), "x", "x") == "pw"
+    token = Keys.from_env({KEY_ENV: old}).encrypt("pw", "a/p")
+    assert keys.decrypt(token, key_id(old.encode()), "x", "a/p") == "pw"
+    assert Keys.from_env({KEY_ENV: new}).decrypt(keys.rotate(token, "x", "x", "a/p"), "x", "x", "a/p") == "pw"
     with pytest.raises(ConfigError, match=f"{KEY_ENV} is not set"):
         Keys.from_env({})
     with pytest.raises(ConfigError) as caught:
@@ -127,9 +127,21 @@ def test_keys_from_the_environment() -> None:
     assert "key 2 of 2" in str(caught.value) and "short-and-wrong" not in str(caught.value)
     with pytest.raises(ConfigError) as caught:
         Keys.from_env({KEY_ENV: new}).decrypt(
-            Keys.from_env({KEY_ENV: old}).encrypt("pw"), "abcd", "the secret"
+            Keys.from_env({KEY_ENV: old}).encrypt("pw", "a/p"), "abcd", "the secret", "a/p"
         )
     assert "abcd" in str(caught.value) and new not in str(caught.value)
+
+
+def test_a_secret_copied_to_another_row_does_not_decrypt() -> None:
+    """A ciphertext is bound to its account and name: moved to another row it is refused,
+    without the value in the message."""
+    keys = Keys.from_env({KEY_ENV: Fernet.generate_key().decode()})
+    token = keys.encrypt("hunter2", place_of("rivera", "caldav"))
+    assert keys.decrypt(token, keys.primary, "x", place_of("rivera", "caldav")) == "hunter2"
+    for elsewhere in (place_of("chen", "caldav"), place_of("rivera", "google")):
+        with pytest.raises(ConfigError, match="encrypted for another account") as caught:
+            keys.decrypt(token, keys.primary, "the secret", elsewhere)
+        assert "hunter2" not in str(caught.value)
 
 
 def test_token_secret_is_one_of_two_and_needs_postgresql(tmp_path: Path) -> None:
@@ -152,13 +164,13 @@ def test_any_secret_survives_encryption_and_rotation(value: str, order: list[int
     and after rotation under the first key alone, which the old key alone no longer opens."""
     first, *rest = (_KEY_POOL[i] for i in order)
     old = rest[-1]
-    token = Keys.from_env({KEY_ENV: old}).encrypt(value)
+    token = Keys.from_env({KEY_ENV: old}).encrypt(value, "a/p")
     both = Keys.from_env({KEY_ENV: ",".join([first, *rest])})
-    assert both.decrypt(token, key_id(old.encode()), "x") == value
-    fresh = both.rotate(token, key_id(old.encode()), "x")
-    assert Keys.from_env({KEY_ENV: first}).decrypt(fresh, both.primary, "x") == value
+    assert both.decrypt(token, key_id(old.encode()), "x", "a/p") == value
+    fresh = both.rotate(token, key_id(old.encode()), "x", "a/p")
+    assert Keys.from_env({KEY_ENV: first}).decrypt(fresh, both.primary, "x", "a/p") == value
     with pytest.raises(ConfigError):
-        Keys.from_env({KEY_ENV: old}).decrypt(fresh, both.primary, "x")
+        Keys.from_env({KEY_ENV: old}).decrypt(fresh, both.primary, "x", "a/p")
 
 
 def test_reloader_loads_only_on_a_change_and_keeps_the_set_on_a_broken_one(
