@@ -21,7 +21,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,12 +29,53 @@ from typing import Any, Protocol
 
 from worker.errors import LockedError, StateError
 from worker.model import Busy, ClientId, ItemKind, Observation, Record, ReminderKey
+from worker.object_ids import object_id, upgrade_cursor
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # seconds a pass waits for a database another process holds before it gives up (StateError)
 BUSY_TIMEOUT = 10.0
 
-_MIGRATIONS: dict[int, str] = {
+
+def upgrade_cursor_text(text: str) -> str:
+    """A stored cursor (JSON) with its object names replaced by ids (worker.object_ids)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text  # not ours to judge: the connector ignores a cursor it cannot read
+    return json.dumps(upgrade_cursor(value), sort_keys=True)
+
+
+def _object_ids(conn: sqlite3.Connection) -> None:
+    """Schema 3: objects by id, never by file name, href or event id (worker.object_ids).
+
+    Rewrites every row in place (history, tombstones and counts untouched: only the item names
+    change, one id per name, so `objects`, `aged_out` and the loss guard count as before) and
+    every cursor in the connectors' new shape, so the next pass reads incrementally.
+    """
+    conn.create_function("callsheet_object_id", 1, object_id, deterministic=True)
+    conn.create_function("callsheet_cursor", 1, upgrade_cursor_text, deterministic=True)
+    conn.execute("UPDATE occurrences SET item = callsheet_object_id(item) WHERE item != ''")
+    conn.execute("UPDATE objects SET item = callsheet_object_id(item) WHERE item != ''")
+    conn.execute("UPDATE cursors SET cursor = callsheet_cursor(cursor)")
+
+
+def upgrade_object_rows(rows: Rows) -> Rows:
+    """What `_object_ids` does, on rows read from a state of an older schema (`plan`'s
+    snapshot of a PostgreSQL state no pass has migrated yet)."""
+    item = TABLES["occurrences"].index("item")
+    out = dict(rows)
+    out["occurrences"] = [
+        (*r[:item], object_id(str(r[item])), *r[item + 1 :]) for r in rows.get("occurrences", [])
+    ]
+    out["objects"] = [(source, object_id(str(name))) for source, name in rows.get("objects", [])]
+    out["cursors"] = [
+        (source, upgrade_cursor_text(str(cursor)), at) for source, cursor, at in rows.get("cursors", [])
+    ]
+    return out
+
+
+# a step is SQL (statements separated by ";") or, where rows must be rewritten, a function
+_MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: """
     CREATE TABLE cursors (
         source TEXT PRIMARY KEY,
@@ -105,6 +146,8 @@ _MIGRATIONS: dict[int, str] = {
         value TEXT NOT NULL
     );
     """,
+    # 3: object ids are digests (worker.object_ids), in the rows and in the cursors
+    3: _object_ids,
 }
 
 
@@ -357,10 +400,14 @@ class State:
                 "upgrade callsheet"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
+            step = _MIGRATIONS[target]
             with self.transaction():
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                if callable(step):
+                    step(self.conn)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {target}")
 
     def close(self) -> None:
@@ -391,7 +438,8 @@ class State:
         return value if isinstance(value, dict) else None
 
     def objects(self, source: str) -> set[str]:
-        """The objects (files, hrefs, event ids) the source held after the last pass."""
+        """The ids (worker.object_ids) of the objects (files, hrefs, events) the source held
+        after the last pass."""
         rows = self.conn.execute("SELECT item FROM objects WHERE source = ?", (source,))
         return {r[0] for r in rows}
 
