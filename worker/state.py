@@ -307,6 +307,7 @@ class State:
     """One open state database."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+        conn.row_factory = sqlite3.Row  # columns by name; still a sequence for the shared readers
         self.conn = conn
         self.path = path
         self.moved_aside: Path | None = None
@@ -524,13 +525,13 @@ class State:
                 ).fetchall()
                 drop = [r[0] for r in rows if r[0] not in keep]
                 if exdate_is_cancellation:
-                    stamp = _iso(now)
                     # not started: a cancellation noticed now; started or over: history, as it was
                     db.executemany(
                         """UPDATE occurrences SET cancelled = 1, busy = 0,
-                               cancelled_at = COALESCE(cancelled_at, ?), vanished_at = COALESCE(vanished_at, ?)
-                           WHERE source = ? AND id = ? AND start > ?""",
-                        [(stamp, stamp, source, i, stamp) for i in drop],
+                               cancelled_at = COALESCE(cancelled_at, :now),
+                               vanished_at = COALESCE(vanished_at, :now)
+                           WHERE source = :source AND id = :id AND start > :now""",
+                        [{"now": _iso(now), "source": source, "id": i} for i in drop],
                     )
                     drop = []
                 db.executemany(
@@ -539,7 +540,8 @@ class State:
                 db.executemany(
                     """INSERT INTO occurrences (source, id, item, uid, rid, client_id, start, end,
                            cancelled, cancelled_at, no_show, arrived, busy, created, vanished_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
+                       VALUES (:source, :id, :item, :uid, :rid, :client_id, :start, :end,
+                           :cancelled, :cancelled_at, :no_show, :arrived, :busy, :created, NULL)
                        ON CONFLICT (source, id) DO UPDATE SET item = excluded.item,
                            client_id = excluded.client_id, start = excluded.start, end = excluded.end,
                            cancelled = excluded.cancelled,
@@ -552,38 +554,37 @@ class State:
                                -- noticed it now, which is closer to the truth than its start
                                WHEN excluded.cancelled = 1 AND occurrences.cancelled = 0
                                     AND excluded.cancelled_at = excluded.start
-                                   THEN ?15
+                                   THEN :now
                                ELSE excluded.cancelled_at END,
                            no_show = excluded.no_show, arrived = excluded.arrived,
                            busy = excluded.busy, created = excluded.created, vanished_at = NULL""",
                     [
-                        (
-                            source,
-                            o.observation.id,
-                            item,
-                            o.observation.uid,
-                            o.observation.recurrence_id,
-                            o.observation.client_id or None,
-                            _iso(o.observation.start),
-                            _iso(o.observation.end),
-                            int(o.observation.cancelled),
-                            _iso(o.observation.cancelled_at),
-                            int(o.observation.no_show),
-                            int(o.observation.arrived),
-                            int(o.busy),
-                            _iso(o.observation.created),
-                            _iso(now),
-                        )
+                        {
+                            "source": source,
+                            "id": o.observation.id,
+                            "item": item,
+                            "uid": o.observation.uid,
+                            "rid": o.observation.recurrence_id,
+                            "client_id": o.observation.client_id or None,
+                            "start": _iso(o.observation.start),
+                            "end": _iso(o.observation.end),
+                            "cancelled": int(o.observation.cancelled),
+                            "cancelled_at": _iso(o.observation.cancelled_at),
+                            "no_show": int(o.observation.no_show),
+                            "arrived": int(o.observation.arrived),
+                            "busy": int(o.busy),
+                            "created": _iso(o.observation.created),
+                            "now": _iso(now),
+                        }
                         for o in occurrences
                     ],
                 )
             for item in gone:
-                stamp = _iso(now)
                 db.execute(
                     """UPDATE occurrences SET cancelled = 1, busy = 0,
-                           cancelled_at = COALESCE(cancelled_at, ?), vanished_at = COALESCE(vanished_at, ?)
-                       WHERE source = ? AND item = ? AND start > ?""",
-                    (stamp, stamp, source, item, stamp),
+                           cancelled_at = COALESCE(cancelled_at, :now), vanished_at = COALESCE(vanished_at, :now)
+                       WHERE source = :source AND item = :item AND start > :now""",
+                    {"now": _iso(now), "source": source, "item": item},
                 )
                 # what had already happened stays as history; mark it detached from the object
                 db.execute("UPDATE occurrences SET item = '' WHERE source = ? AND item = ?", (source, item))
@@ -603,7 +604,7 @@ class State:
                       arrived, created, item, source
                FROM occurrences WHERE client_id IS NOT NULL"""
         ):
-            if row[3] in wanted:
+            if row["client_id"] in wanted:
                 out.append(observation_of(row))
         return out
 
@@ -646,42 +647,36 @@ class State:
         with self.transaction() as db:
             if status != "failed":
                 db.execute("DELETE FROM failures WHERE key = ? AND kind = ?", (key, kind))
+            # a None argument leaves the stored value as it is (or '' / 0 for a new record)
             db.execute(
                 """INSERT INTO reminders (key, kind, status, ref, etag, payload_hash, start,
                        client_id, reason, note, created_at, updated_at, generation)
-                   VALUES (?, ?, ?, COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?,
-                           COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?, ?, COALESCE(?, 0))
+                   VALUES (:key, :kind, :status, COALESCE(:ref, ''), COALESCE(:etag, ''),
+                           COALESCE(:payload_hash, ''), :start, COALESCE(:client_id, ''),
+                           COALESCE(:reason, ''), COALESCE(:note, ''), :now, :now, COALESCE(:generation, 0))
                    ON CONFLICT (key, kind) DO UPDATE SET status = excluded.status,
-                       generation = COALESCE(?, reminders.generation),
-                       ref = COALESCE(?, reminders.ref), etag = COALESCE(?, reminders.etag),
-                       payload_hash = COALESCE(?, reminders.payload_hash),
+                       generation = COALESCE(:generation, reminders.generation),
+                       ref = COALESCE(:ref, reminders.ref), etag = COALESCE(:etag, reminders.etag),
+                       payload_hash = COALESCE(:payload_hash, reminders.payload_hash),
                        start = COALESCE(excluded.start, reminders.start),
-                       client_id = COALESCE(?, reminders.client_id),
-                       reason = COALESCE(?, reminders.reason),
-                       note = COALESCE(?, reminders.note),
+                       client_id = COALESCE(:client_id, reminders.client_id),
+                       reason = COALESCE(:reason, reminders.reason),
+                       note = COALESCE(:note, reminders.note),
                        updated_at = excluded.updated_at""",
-                (
-                    key,
-                    kind,
-                    status,
-                    ref,
-                    etag,
-                    payload_hash,
-                    _iso(start),
-                    client_id,
-                    reason,
-                    note,
-                    _iso(now),
-                    _iso(now),
-                    generation,
-                    generation,
-                    ref,
-                    etag,
-                    payload_hash,
-                    client_id,
-                    reason,
-                    note,
-                ),
+                {
+                    "key": key,
+                    "kind": kind,
+                    "status": status,
+                    "ref": ref,
+                    "etag": etag,
+                    "payload_hash": payload_hash,
+                    "start": _iso(start),
+                    "client_id": client_id,
+                    "reason": reason,
+                    "note": note,
+                    "now": _iso(now),
+                    "generation": generation,
+                },
             )
 
     def release_open(self, kind: str, *, now: datetime, note: str) -> int:
@@ -711,25 +706,30 @@ class State:
         with self.transaction() as db:
             db.execute(
                 """INSERT INTO failures (key, kind, generation, class, permanent, count, first_at, last_at)
-                   VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+                   VALUES (:key, :kind, :generation, :class, :permanent, 1, :now, :now)
                    ON CONFLICT (key, kind) DO UPDATE SET generation = excluded.generation,
                        class = excluded.class, permanent = excluded.permanent,
                        count = failures.count + 1, last_at = excluded.last_at""",
-                (key, kind, generation, error, int(permanent), _iso(now), _iso(now)),
+                {
+                    "key": key,
+                    "kind": kind,
+                    "generation": generation,
+                    "class": error,
+                    "permanent": int(permanent),
+                    "now": _iso(now),
+                },
             )
 
     def failures(self) -> dict[tuple[ReminderKey, ItemKind], Failure]:
         out = {}
-        for key, kind, generation, error, permanent, count, first, last in self.conn.execute(
-            "SELECT key, kind, generation, class, permanent, count, first_at, last_at FROM failures"
-        ):
-            first_at, last_at = _dt(first), _dt(last)
+        for row in self.conn.execute("SELECT * FROM failures"):
+            first_at, last_at = _dt(row["first_at"]), _dt(row["last_at"])
             assert first_at is not None and last_at is not None
-            out[(ReminderKey(key), kind)] = Failure(
-                generation=generation,
-                error=error,
-                permanent=bool(permanent),
-                count=count,
+            out[(ReminderKey(row["key"]), row["kind"])] = Failure(
+                generation=row["generation"],
+                error=row["class"],
+                permanent=bool(row["permanent"]),
+                count=row["count"],
                 first_at=first_at,
                 last_at=last_at,
             )
