@@ -340,3 +340,63 @@ def test_several_source_calendars(
     assert dp.run(NOW) == 0
     needs = {(n[0], n[1]) for n in due_needs(dp.plan(NOW, capsys))}
     assert ("c005", "not_rebooked") in needs  # removing the other calendar's "a" left this one alone
+
+
+def _legacy(
+    dp: DavPractice,
+) -> tuple[dict[str, list[tuple[object, ...]]], dict[str, list[tuple[object, ...]]]]:
+    """The state as the last pass wrote it, and the same state as schema 2 held it: items named
+    `<url hash>:<href>`, a version-1 cursor keyed by href."""
+    from connectors.caldav.transport import short_hash
+    from worker.state import TABLES, dump_rows
+
+    with sqlite3.connect(dp.practice.root / "var" / "state.db") as db:
+        now_written = dump_rows(db)
+    ((_, text, _),) = now_written["cursors"]
+    cursor = json.loads(str(text))
+    ((url, entry),) = cursor["collections"].items()
+    hrefs = {
+        caldav_object_id(url, f"{dp.source.path}{n}"): f"{dp.source.path}{n}" for n in dp.source.objects()
+    }
+    items = {i: f"{short_hash(url)}:{h}" for i, h in hrefs.items()}
+    entry["etags"] = {hrefs[i]: tag for i, tag in entry["etags"].items()}
+    entry["recurring"] = sorted(hrefs[i] for i in entry["recurring"])
+    entry["later"] = sorted(hrefs[i] for i in entry["later"])
+    cursor["version"] = 1
+    at = TABLES["occurrences"].index("item")
+    old = dict(now_written)
+    old["occurrences"] = [
+        (*r[:at], items.get(str(r[at]), r[at]), *r[at + 1 :]) for r in now_written["occurrences"]
+    ]
+    old["objects"] = [(s, items[str(i)]) for s, i in now_written["objects"]]
+    old["cursors"] = [(s, json.dumps(cursor, sort_keys=True), u) for s, _, u in now_written["cursors"]]
+    return now_written, old
+
+
+def test_a_schema_2_state_migrates_without_a_cold_read(
+    dp: DavPractice, dav_requests: RequestLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state holding hrefs (schema 2) migrates to what a pass now writes; the next pass only asks
+    what changed, and the next day's re-expansion still fetches the recurring objects by href."""
+    from worker.state import State, dump_rows, load_rows
+
+    assert dp.run(NOW) == 0
+    expected = due_needs(dp.plan(NOW, capsys))
+    now_written, old = _legacy(dp)
+    assert any("avery-weekly.ics" in str(r) for r in old["objects"])
+    state = State.open(dp.practice.root / "var")
+    load_rows(state, old)
+    state.conn.execute("PRAGMA user_version = 2")
+    state.close()
+    state = State.open(dp.practice.root / "var")  # migrates
+    assert {t: sorted(r, key=repr) for t, r in dump_rows(state.conn).items()} == now_written
+    state.close()
+    dav_requests.clear()
+    assert dp.run(NOW) == 0
+    reports = [r for r in dav_requests.to(dp.source) if r.method == "REPORT"]
+    assert [("multiget" in r.body) for r in reports] == [False]  # one sync, no body fetched again
+    dav_requests.clear()
+    assert dp.run(NEXT_DAY) == 0
+    fetched = " ".join(r.body for r in dav_requests.to(dp.source) if "multiget" in r.body)
+    assert "avery-weekly.ics" in fetched and "blake-weekly.ics" in fetched
+    assert due_needs(dp.plan(NOW, capsys)) == expected
