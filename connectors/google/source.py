@@ -20,8 +20,9 @@ What Google returns that is not a plain appointment (docs/google.md, docs/policy
 - the window listing asks only for the event types that matter (`eventTypes`).
 
 The cursor keeps, per calendar, the sync token and the ids of the objects the window held
-(`worker.object_ids`: digests, never Google's event ids), and the window bounds. The token for the next check is taken *before* the window is listed,
-so a change made during the listing is seen by the next pass.
+(`worker.object_ids`: digests, never Google's event ids), and the window bounds. The token
+for the next check is taken *before* the window is listed, so a change made during the
+listing is seen by the next pass.
 """
 
 from __future__ import annotations
