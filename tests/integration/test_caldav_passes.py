@@ -400,3 +400,16 @@ def test_a_schema_2_state_migrates_without_a_cold_read(
     fetched = " ".join(r.body for r in dav_requests.to(dp.source) if "multiget" in r.body)
     assert "avery-weekly.ics" in fetched and "blake-weekly.ics" in fetched
     assert due_needs(dp.plan(NOW, capsys)) == expected
+
+
+def test_no_table_holds_an_href(dp: DavPractice) -> None:
+    """After a pass and a deletion, no text cell of the state holds an href or an object's file name."""
+    from tests.integration.test_object_ids import _text_cells
+
+    names = sorted(dp.source.objects())
+    assert dp.run(NOW) == 0
+    dp.remove("cameron-next")
+    assert dp.run(NEXT_DAY) == 0
+    cells = list(_text_cells(dp.practice))
+    assert any(table == "cursors" for table, _, _ in cells)
+    assert [(t, c) for t, c, v in cells if any(n in v for n in names)] == []
