@@ -1,6 +1,7 @@
 """A local folder of .ics files, one object per file (vdirsyncer's and khal's format).
 
-As a source it reads only what changed since the last pass (file name + size + mtime), and
+As a source it reads only what changed since the last pass (file name + size + mtime; the
+cursor and the state keep `worker.object_ids.object_id` of the name, never the name), and
 re-expands recurring objects only when the window moved. As a sink it writes one file per
 reminder, named by `worker.identity.file_name` (`callsheet-<key>-e<generation>.ics`),
 atomically (temporary file + rename), 0600. Both sides open regular files only (no FIFOs,
@@ -27,6 +28,7 @@ from worker.errors import ConflictError, ConnectorError, DataError, RefusedError
 from worker.files import create_private, write_private
 from worker.identity import file_name, parse_file_name
 from worker.model import ItemKind, Managed, Reminder, SourceBatch, Window
+from worker.object_ids import VDIR_CURSOR, object_id, upgrade_cursor
 
 if TYPE_CHECKING:
     from worker.config import ReminderSettings, Settings, SourceSettings
@@ -89,11 +91,14 @@ class VdirSource(Capabilities):
             raise ConnectorError(
                 f"the source folder {self.path} does not exist", source=self.name, operation="list"
             )
-        previous = cursor or {}
+        # the cursor holds object ids (worker.object_ids), never the file names
+        previous = upgrade_cursor(cursor or {})
+        if not isinstance(previous, dict) or previous.get("v") != VDIR_CURSOR:
+            previous = {}
         old_files = previous.get("files", {})
         assert isinstance(old_files, dict)
         # objects to read again when the window moves: recurring ones, and one-offs ahead of it
-        old_revisit = set(previous.get("revisit", previous.get("recurring", [])) or [])  # type: ignore[call-overload]
+        old_revisit = set(previous.get("revisit") or [])
         window_key = [window.start.isoformat(), window.end.isoformat()]
         moved = previous.get("window") != window_key
         batch = SourceBatch()
@@ -103,29 +108,30 @@ class VdirSource(Capabilities):
             if not entry.name.endswith(".ics") or not entry.is_file(follow_symlinks=False):
                 continue
             stamp = _stamp(entry.stat())
-            files[entry.name] = stamp
-            unchanged = old_files.get(entry.name) == stamp
-            if unchanged and not (moved and entry.name in old_revisit):
-                if entry.name in old_revisit:
-                    revisit.add(entry.name)
+            item = object_id(entry.name)
+            files[item] = stamp
+            unchanged = old_files.get(item) == stamp
+            if unchanged and not (moved and item in old_revisit):
+                if item in old_revisit:
+                    revisit.add(item)
                 continue
             try:
                 data = read_regular(Path(entry.path))
             except OSError as exc:
                 log.warning("source.item.unreadable", item=entry.name, error=type(exc).__name__)
                 batch.bad += 1
-                files.pop(entry.name)
+                files.pop(item)
                 continue
             where = placement(data, window)
             if where in ("recurring", "after"):
-                revisit.add(entry.name)
+                revisit.add(item)
             if where in ("before", "after"):
-                batch.changed[entry.name] = []
+                batch.changed[item] = []
                 continue
             try:
-                batch.changed[entry.name] = parse_calendar(
+                batch.changed[item] = parse_calendar(
                     data,
-                    item=entry.name,
+                    item=item,
                     source=self.name,
                     window=window,
                     tz=self.tz,
@@ -135,8 +141,8 @@ class VdirSource(Capabilities):
                 log.warning("source.item.skipped", item=entry.name, problem=str(exc))
                 batch.bad += 1
                 # remember the stamp: a broken file is reported once, not on every pass
-        batch.removed = {name for name in old_files if name not in files}
-        batch.cursor = {"files": files, "revisit": sorted(revisit), "window": window_key}
+        batch.removed = {item for item in old_files if item not in files}
+        batch.cursor = {"v": VDIR_CURSOR, "files": files, "revisit": sorted(revisit), "window": window_key}
         return batch
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,12 +29,53 @@ from typing import Any, Protocol
 
 from worker.errors import LockedError, StateError
 from worker.model import Busy, ClientId, ItemKind, Observation, Record, ReminderKey
+from worker.object_ids import object_id, upgrade_cursor
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # seconds a pass waits for a database another process holds before it gives up (StateError)
 BUSY_TIMEOUT = 10.0
 
-_MIGRATIONS: dict[int, str] = {
+
+def upgrade_cursor_text(text: str) -> str:
+    """A stored cursor (JSON) with its object names replaced by ids (worker.object_ids)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text  # not ours to judge: the connector ignores a cursor it cannot read
+    return json.dumps(upgrade_cursor(value), sort_keys=True)
+
+
+def _object_ids(conn: sqlite3.Connection) -> None:
+    """Schema 3: objects by id, never by file name, href or event id (worker.object_ids).
+
+    Rewrites every row in place (history, tombstones and counts untouched: only the item names
+    change, one id per name, so `objects`, `aged_out` and the loss guard count as before) and
+    every cursor in the connectors' new shape, so the next pass reads incrementally.
+    """
+    conn.create_function("callsheet_object_id", 1, object_id, deterministic=True)
+    conn.create_function("callsheet_cursor", 1, upgrade_cursor_text, deterministic=True)
+    conn.execute("UPDATE occurrences SET item = callsheet_object_id(item) WHERE item != ''")
+    conn.execute("UPDATE objects SET item = callsheet_object_id(item) WHERE item != ''")
+    conn.execute("UPDATE cursors SET cursor = callsheet_cursor(cursor)")
+
+
+def upgrade_object_rows(rows: Rows) -> Rows:
+    """What `_object_ids` does, on rows read from a state of an older schema (`plan`'s
+    snapshot of a PostgreSQL state no pass has migrated yet)."""
+    item = TABLES["occurrences"].index("item")
+    out = dict(rows)
+    out["occurrences"] = [
+        (*r[:item], object_id(str(r[item])), *r[item + 1 :]) for r in rows.get("occurrences", [])
+    ]
+    out["objects"] = [(source, object_id(str(name))) for source, name in rows.get("objects", [])]
+    out["cursors"] = [
+        (source, upgrade_cursor_text(str(cursor)), at) for source, cursor, at in rows.get("cursors", [])
+    ]
+    return out
+
+
+# a step is SQL (statements separated by ";") or, where rows must be rewritten, a function
+_MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: """
     CREATE TABLE cursors (
         source TEXT PRIMARY KEY,
@@ -105,6 +146,8 @@ _MIGRATIONS: dict[int, str] = {
         value TEXT NOT NULL
     );
     """,
+    # 3: object ids are digests (worker.object_ids), in the rows and in the cursors
+    3: _object_ids,
 }
 
 
@@ -264,6 +307,7 @@ class State:
     """One open state database."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+        conn.row_factory = sqlite3.Row  # columns by name; still a sequence for the shared readers
         self.conn = conn
         self.path = path
         self.moved_aside: Path | None = None
@@ -357,10 +401,14 @@ class State:
                 "upgrade callsheet"
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
+            step = _MIGRATIONS[target]
             with self.transaction():
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                if callable(step):
+                    step(self.conn)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version = {target}")
 
     def close(self) -> None:
@@ -391,7 +439,8 @@ class State:
         return value if isinstance(value, dict) else None
 
     def objects(self, source: str) -> set[str]:
-        """The objects (files, hrefs, event ids) the source held after the last pass."""
+        """The ids (worker.object_ids) of the objects (files, hrefs, events) the source held
+        after the last pass."""
         rows = self.conn.execute("SELECT item FROM objects WHERE source = ?", (source,))
         return {r[0] for r in rows}
 
@@ -476,13 +525,13 @@ class State:
                 ).fetchall()
                 drop = [r[0] for r in rows if r[0] not in keep]
                 if exdate_is_cancellation:
-                    stamp = _iso(now)
                     # not started: a cancellation noticed now; started or over: history, as it was
                     db.executemany(
                         """UPDATE occurrences SET cancelled = 1, busy = 0,
-                               cancelled_at = COALESCE(cancelled_at, ?), vanished_at = COALESCE(vanished_at, ?)
-                           WHERE source = ? AND id = ? AND start > ?""",
-                        [(stamp, stamp, source, i, stamp) for i in drop],
+                               cancelled_at = COALESCE(cancelled_at, :now),
+                               vanished_at = COALESCE(vanished_at, :now)
+                           WHERE source = :source AND id = :id AND start > :now""",
+                        [{"now": _iso(now), "source": source, "id": i} for i in drop],
                     )
                     drop = []
                 db.executemany(
@@ -491,7 +540,8 @@ class State:
                 db.executemany(
                     """INSERT INTO occurrences (source, id, item, uid, rid, client_id, start, end,
                            cancelled, cancelled_at, no_show, arrived, busy, created, vanished_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
+                       VALUES (:source, :id, :item, :uid, :rid, :client_id, :start, :end,
+                           :cancelled, :cancelled_at, :no_show, :arrived, :busy, :created, NULL)
                        ON CONFLICT (source, id) DO UPDATE SET item = excluded.item,
                            client_id = excluded.client_id, start = excluded.start, end = excluded.end,
                            cancelled = excluded.cancelled,
@@ -504,38 +554,37 @@ class State:
                                -- noticed it now, which is closer to the truth than its start
                                WHEN excluded.cancelled = 1 AND occurrences.cancelled = 0
                                     AND excluded.cancelled_at = excluded.start
-                                   THEN ?15
+                                   THEN :now
                                ELSE excluded.cancelled_at END,
                            no_show = excluded.no_show, arrived = excluded.arrived,
                            busy = excluded.busy, created = excluded.created, vanished_at = NULL""",
                     [
-                        (
-                            source,
-                            o.observation.id,
-                            item,
-                            o.observation.uid,
-                            o.observation.recurrence_id,
-                            o.observation.client_id or None,
-                            _iso(o.observation.start),
-                            _iso(o.observation.end),
-                            int(o.observation.cancelled),
-                            _iso(o.observation.cancelled_at),
-                            int(o.observation.no_show),
-                            int(o.observation.arrived),
-                            int(o.busy),
-                            _iso(o.observation.created),
-                            _iso(now),
-                        )
+                        {
+                            "source": source,
+                            "id": o.observation.id,
+                            "item": item,
+                            "uid": o.observation.uid,
+                            "rid": o.observation.recurrence_id,
+                            "client_id": o.observation.client_id or None,
+                            "start": _iso(o.observation.start),
+                            "end": _iso(o.observation.end),
+                            "cancelled": int(o.observation.cancelled),
+                            "cancelled_at": _iso(o.observation.cancelled_at),
+                            "no_show": int(o.observation.no_show),
+                            "arrived": int(o.observation.arrived),
+                            "busy": int(o.busy),
+                            "created": _iso(o.observation.created),
+                            "now": _iso(now),
+                        }
                         for o in occurrences
                     ],
                 )
             for item in gone:
-                stamp = _iso(now)
                 db.execute(
                     """UPDATE occurrences SET cancelled = 1, busy = 0,
-                           cancelled_at = COALESCE(cancelled_at, ?), vanished_at = COALESCE(vanished_at, ?)
-                       WHERE source = ? AND item = ? AND start > ?""",
-                    (stamp, stamp, source, item, stamp),
+                           cancelled_at = COALESCE(cancelled_at, :now), vanished_at = COALESCE(vanished_at, :now)
+                       WHERE source = :source AND item = :item AND start > :now""",
+                    {"now": _iso(now), "source": source, "item": item},
                 )
                 # what had already happened stays as history; mark it detached from the object
                 db.execute("UPDATE occurrences SET item = '' WHERE source = ? AND item = ?", (source, item))
@@ -555,7 +604,7 @@ class State:
                       arrived, created, item, source
                FROM occurrences WHERE client_id IS NOT NULL"""
         ):
-            if row[3] in wanted:
+            if row["client_id"] in wanted:
                 out.append(observation_of(row))
         return out
 
@@ -598,42 +647,36 @@ class State:
         with self.transaction() as db:
             if status != "failed":
                 db.execute("DELETE FROM failures WHERE key = ? AND kind = ?", (key, kind))
+            # a None argument leaves the stored value as it is (or '' / 0 for a new record)
             db.execute(
                 """INSERT INTO reminders (key, kind, status, ref, etag, payload_hash, start,
                        client_id, reason, note, created_at, updated_at, generation)
-                   VALUES (?, ?, ?, COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?,
-                           COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?, ?, COALESCE(?, 0))
+                   VALUES (:key, :kind, :status, COALESCE(:ref, ''), COALESCE(:etag, ''),
+                           COALESCE(:payload_hash, ''), :start, COALESCE(:client_id, ''),
+                           COALESCE(:reason, ''), COALESCE(:note, ''), :now, :now, COALESCE(:generation, 0))
                    ON CONFLICT (key, kind) DO UPDATE SET status = excluded.status,
-                       generation = COALESCE(?, reminders.generation),
-                       ref = COALESCE(?, reminders.ref), etag = COALESCE(?, reminders.etag),
-                       payload_hash = COALESCE(?, reminders.payload_hash),
+                       generation = COALESCE(:generation, reminders.generation),
+                       ref = COALESCE(:ref, reminders.ref), etag = COALESCE(:etag, reminders.etag),
+                       payload_hash = COALESCE(:payload_hash, reminders.payload_hash),
                        start = COALESCE(excluded.start, reminders.start),
-                       client_id = COALESCE(?, reminders.client_id),
-                       reason = COALESCE(?, reminders.reason),
-                       note = COALESCE(?, reminders.note),
+                       client_id = COALESCE(:client_id, reminders.client_id),
+                       reason = COALESCE(:reason, reminders.reason),
+                       note = COALESCE(:note, reminders.note),
                        updated_at = excluded.updated_at""",
-                (
-                    key,
-                    kind,
-                    status,
-                    ref,
-                    etag,
-                    payload_hash,
-                    _iso(start),
-                    client_id,
-                    reason,
-                    note,
-                    _iso(now),
-                    _iso(now),
-                    generation,
-                    generation,
-                    ref,
-                    etag,
-                    payload_hash,
-                    client_id,
-                    reason,
-                    note,
-                ),
+                {
+                    "key": key,
+                    "kind": kind,
+                    "status": status,
+                    "ref": ref,
+                    "etag": etag,
+                    "payload_hash": payload_hash,
+                    "start": _iso(start),
+                    "client_id": client_id,
+                    "reason": reason,
+                    "note": note,
+                    "now": _iso(now),
+                    "generation": generation,
+                },
             )
 
     def release_open(self, kind: str, *, now: datetime, note: str) -> int:
@@ -663,25 +706,30 @@ class State:
         with self.transaction() as db:
             db.execute(
                 """INSERT INTO failures (key, kind, generation, class, permanent, count, first_at, last_at)
-                   VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+                   VALUES (:key, :kind, :generation, :class, :permanent, 1, :now, :now)
                    ON CONFLICT (key, kind) DO UPDATE SET generation = excluded.generation,
                        class = excluded.class, permanent = excluded.permanent,
                        count = failures.count + 1, last_at = excluded.last_at""",
-                (key, kind, generation, error, int(permanent), _iso(now), _iso(now)),
+                {
+                    "key": key,
+                    "kind": kind,
+                    "generation": generation,
+                    "class": error,
+                    "permanent": int(permanent),
+                    "now": _iso(now),
+                },
             )
 
     def failures(self) -> dict[tuple[ReminderKey, ItemKind], Failure]:
         out = {}
-        for key, kind, generation, error, permanent, count, first, last in self.conn.execute(
-            "SELECT key, kind, generation, class, permanent, count, first_at, last_at FROM failures"
-        ):
-            first_at, last_at = _dt(first), _dt(last)
+        for row in self.conn.execute("SELECT * FROM failures"):
+            first_at, last_at = _dt(row["first_at"]), _dt(row["last_at"])
             assert first_at is not None and last_at is not None
-            out[(ReminderKey(key), kind)] = Failure(
-                generation=generation,
-                error=error,
-                permanent=bool(permanent),
-                count=count,
+            out[(ReminderKey(row["key"]), row["kind"])] = Failure(
+                generation=row["generation"],
+                error=row["class"],
+                permanent=bool(row["permanent"]),
+                count=row["count"],
                 first_at=first_at,
                 last_at=last_at,
             )

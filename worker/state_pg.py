@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool
 
 from worker.errors import LockedError, StateError
 from worker.model import Busy, ClientId, ItemKind, Observation, Record, ReminderKey
+from worker.object_ids import object_id
 from worker.state import (
     RECORD_COLUMNS,
     TABLES,
@@ -42,14 +43,49 @@ from worker.state import (
     _iso,
     observation_of,
     record_of,
+    upgrade_cursor_text,
+    upgrade_object_rows,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # seconds to wait for a connection from the pool before the pass gives up (StateError)
 CONNECT_TIMEOUT = 10.0
 
 _C = 'TEXT COLLATE "C"'
-_MIGRATIONS: dict[int, str] = {
+
+
+def _object_ids(conn: psycopg.Connection[Any]) -> None:
+    """Objects by id, never by file name, href or event id (worker.object_ids; SQLite schema 3).
+
+    Every account at once: each distinct item name is mapped to its id through a temporary
+    table (one UPDATE per table, by join), and every cursor is rewritten in the connectors'
+    new shape. Only the names change, so history, tombstones and the loss guard's counts stay.
+    """
+    names = conn.execute(
+        "SELECT item FROM occurrences WHERE item != '' UNION SELECT item FROM objects WHERE item != ''"
+    ).fetchall()
+    conn.execute(f"CREATE TEMPORARY TABLE callsheet_object_ids (old {_C} PRIMARY KEY, new {_C} NOT NULL)")
+    with conn.cursor() as cur, cur.copy("COPY callsheet_object_ids (old, new) FROM STDIN") as copy:
+        for (name,) in names:
+            copy.write_row((name, object_id(name)))
+    for table in ("occurrences", "objects"):
+        conn.execute(
+            f"UPDATE {table} AS t SET item = m.new FROM callsheet_object_ids AS m WHERE t.item = m.old"
+        )
+    conn.execute("DROP TABLE callsheet_object_ids")
+    cursors = conn.execute("SELECT account, source, cursor FROM cursors").fetchall()
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE cursors SET cursor = %s WHERE account = %s AND source = %s",
+            [(upgrade_cursor_text(text), account, source) for account, source, text in cursors],
+        )
+
+
+# the first schema whose rows hold object ids (older rows are upgraded when read: `read_account`)
+OBJECT_IDS_VERSION = 3
+
+# a step is SQL (statements separated by ";") or, where rows must be rewritten, a function
+_MIGRATIONS: dict[int, str | Callable[[psycopg.Connection[Any]], None]] = {
     # 1: the SQLite schema 2, per account
     1: f"""
     CREATE TABLE cursors (
@@ -146,6 +182,8 @@ _MIGRATIONS: dict[int, str] = {
     );
     INSERT INTO account_revision (one, revision) VALUES (TRUE, 0);
     """,
+    # 3: object ids are digests (worker.object_ids), in the rows and in the cursors
+    OBJECT_IDS_VERSION: _object_ids,
 }
 
 # a fixed key for the migration lock; the run locks hash the account name (lock_key)
@@ -276,9 +314,13 @@ def migrate(conn: psycopg.Connection[Any], url: str) -> None:
                     "upgrade callsheet"
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement.encode())
+                step = _MIGRATIONS[target]
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            conn.execute(statement.encode())
                 conn.execute("DELETE FROM callsheet_schema")
                 conn.execute("INSERT INTO callsheet_schema (version) VALUES (%s)", (target,))
     except psycopg.Error as exc:
@@ -312,7 +354,8 @@ def read_account(url: str, account: str, password_env: str | None = None) -> Row
                 f"state database schema {version} is newer than this callsheet ({SCHEMA_VERSION}): "
                 "upgrade callsheet"
             )
-        return dump(conn, account)
+        rows = dump(conn, account)
+        return upgrade_object_rows(rows) if version < OBJECT_IDS_VERSION else rows
     except psycopg.Error as exc:
         raise unusable(url, exc) from exc
     finally:
@@ -409,7 +452,7 @@ class PgState:
         return value if isinstance(value, dict) else None
 
     def objects(self, source: str) -> set[str]:
-        """The objects (files, hrefs, event ids) the source held after the last pass."""
+        """The ids (worker.object_ids) of the objects the source held after the last pass."""
         rows = self._query("SELECT item FROM objects WHERE account = %s AND source = %s", (source,))
         return {r[0] for r in rows}
 

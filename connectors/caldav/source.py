@@ -53,18 +53,18 @@ from connectors.caldav.transport import (
     normal_path,
     parse_multistatus,
     public_url,
-    short_hash,
 )
 from connectors.ical import dtstart_days, is_recurring, parse_calendar
 from worker.errors import ConfigError, DataError, Problem
 from worker.model import SourceBatch, Window
+from worker.object_ids import CALDAV_CURSOR, caldav_object_id, upgrade_cursor
 
 if TYPE_CHECKING:
     from worker.config import Settings, SourceSettings
 
 log = structlog.get_logger()
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = CALDAV_CURSOR  # 2: objects by id (worker.object_ids), never by href
 
 
 @dataclass(slots=True)
@@ -73,9 +73,9 @@ class _CollectionCursor:
 
     mode: str = "sync"  # "sync": sync-collection; "propfind": getetag listing (no RFC 6578)
     token: str | None = None
-    etags: dict[str, str] = field(default_factory=dict)  # href path -> etag
-    recurring: set[str] = field(default_factory=set)
-    later: set[str] = field(default_factory=set)  # objects starting after the window end
+    etags: dict[str, str] = field(default_factory=dict)  # object id -> etag
+    recurring: set[str] = field(default_factory=set)  # object ids
+    later: set[str] = field(default_factory=set)  # ids of objects starting after the window end
 
     @classmethod
     def load(cls, raw: object) -> _CollectionCursor:
@@ -176,8 +176,9 @@ class CalDavSource(Capabilities):
         return self._dav
 
     def item_id(self, url: str, path: str) -> str:
-        """The batch's id of one object: unique across collections (and servers)."""
-        return f"{short_hash(url)}:{path}"
+        """The batch's (and the cursor's) id of one object: unique across collections (and
+        servers), and a digest: an href often carries the UID, which can carry an email address."""
+        return caldav_object_id(url, path)
 
     def _collections(self, previous: dict[str, object]) -> list[str]:
         """The configured collections; a calendar named by display name is found once, then kept."""
@@ -200,7 +201,10 @@ class CalDavSource(Capabilities):
                 be read; nothing of this pass is kept, the next pass starts from `cursor`.
             ConfigError: a configured URL is not a calendar (the message lists the calendars).
         """
-        previous = cursor if isinstance(cursor, dict) and cursor.get("version") == CURSOR_VERSION else {}
+        upgraded = upgrade_cursor(cursor)
+        previous = (
+            upgraded if isinstance(upgraded, dict) and upgraded.get("version") == CURSOR_VERSION else {}
+        )
         window_key = [window.start.isoformat(), window.end.isoformat()]
         moved = previous.get("window") != window_key
         old = previous.get("collections")
@@ -216,7 +220,7 @@ class CalDavSource(Capabilities):
         for url, raw in old_collections.items():
             if url not in collections:  # a calendar dropped from the config: its objects are gone
                 gone = _CollectionCursor.load(raw)
-                batch.removed |= {self.item_id(url, p) for p in gone.etags}
+                batch.removed |= set(gone.etags)
         batch.cursor = {"version": CURSOR_VERSION, "window": window_key, "collections": collections}
         if self.calendar:
             batch.cursor["resolved"] = {"name": self.calendar, "from": self.urls[0], "url": urls[0]}
@@ -228,47 +232,54 @@ class CalDavSource(Capabilities):
         listing = self._list(url, state, moved=moved)
         old = state.etags
         etags = dict(old)
+        ids = {p: self.item_id(url, p) for p in (*listing.changed, *listing.deleted)}
         # a full listing reports an emptied calendar as it is (the source-loss guard in
         # worker/sync.py judges it for every kind of source, with its way out); a partial
         # listing derives nothing from absence
-        removed = set(old) - set(listing.changed) if listing.full else set(listing.deleted)
-        for path in removed:
-            etags.pop(path, None)
-        fetch = {p for p, tag in listing.changed.items() if not tag or old.get(p) != tag}
+        if listing.full:
+            removed = set(old) - {ids[p] for p in listing.changed}
+        else:
+            removed = {ids[p] for p in listing.deleted}
+        for gone in removed:
+            etags.pop(gone, None)
+        fetch = {p for p, tag in listing.changed.items() if not tag or old.get(ids[p]) != tag}
         recurring = state.recurring - removed
         later = state.later - removed
         old_recurring, old_later = set(recurring), set(later)
         if moved:
-            fetch |= (state.recurring | state.later) - removed
+            # the cursor knows them by id only; a moved window's listing is a full one and names
+            # them (one a truncated listing leaves out stays remembered, read when next listed)
+            again = (state.recurring | state.later) - removed
+            fetch |= {p for p in listing.changed if ids[p] in again}
         # one day of slack each way: raw dates are in whatever zone the object uses
         low, high = _day(window.start - timedelta(days=1)), _day(window.end + timedelta(days=1))
         soon = _day(window.end - timedelta(days=1))  # at or after this: may enter the window later
         fetched = multiget(self._dav, url, sorted(fetch), "fetch")
         for path in sorted(fetch):
+            item = ids[path]
             tag, data = fetched.get(path, ("", None))
-            tag = tag or listing.changed.get(path) or old.get(path, "")
-            recurring.discard(path)
-            later.discard(path)
+            tag = tag or listing.changed.get(path) or old.get(item, "")
+            recurring.discard(item)
+            later.discard(item)
             if data is None:
                 # listed, yet not readable: Nextcloud hides private objects from sharees, or it
                 # went between the two requests (a real deletion comes as a 404 in the next sync)
                 log.info("source.item.hidden", source=self.name, item=path)
-                if path in old_recurring:
-                    recurring.add(path)
-                if path in old_later:
-                    later.add(path)
+                if item in old_recurring:
+                    recurring.add(item)
+                if item in old_later:
+                    later.add(item)
                 continue
-            etags[path] = tag
-            item = self.item_id(url, path)
+            etags[item] = tag
             if is_recurring(data):
-                recurring.add(path)
+                recurring.add(item)
             else:
                 days = dtstart_days(data)
                 if days and all(d < low or d > high for d in days):
                     # a one-off plainly outside the window: nothing to parse (history, or later)
                     batch.changed[item] = []
                     if any(d > high for d in days):
-                        later.add(path)
+                        later.add(item)
                     continue
             try:
                 events = parse_calendar(
@@ -283,10 +294,10 @@ class CalDavSource(Capabilities):
                 log.warning("source.item.skipped", source=self.name, item=path, problem=str(exc))
                 batch.bad += 1
                 continue  # the etag stays: a broken object is reported once, not every pass
-            if not events and path not in recurring and any(d >= soon for d in dtstart_days(data)):
-                later.add(path)
+            if not events and item not in recurring and any(d >= soon for d in dtstart_days(data)):
+                later.add(item)
             batch.changed[item] = events
-        batch.removed |= {self.item_id(url, p) for p in removed}
+        batch.removed |= removed
         log.debug(
             "source.collection.read",
             source=self.name,

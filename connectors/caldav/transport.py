@@ -15,7 +15,8 @@ Every request of the CalDAV connector goes through `Transport.request`, which
   exception on a write) is RefusedError; 412 is ConflictError; 423, 429, 5xx are
   TransientError (Retry-After honoured); 507 (quota full) is transient but not retried in the
   same pass;
-- retries transient failures with tenacity within a budget well below the pass interval.
+- retries transient failures by the connectors' one policy (`connectors.retry`), within a
+  budget well below the pass interval and never past the pass deadline.
 
 Messages and log lines name collections by URL (never with credentials), objects by href, and
 never carry event text.
@@ -35,7 +36,6 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
@@ -43,15 +43,11 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import niquests
 import structlog
 from lxml import etree  # type: ignore[import-untyped]
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState
 
+from connectors import retry
+from connectors.retry import LaterPassError
+from connectors.retry import RetryPolicy as RetryPolicy  # re-exported by connectors.caldav
 from worker import __version__
 from worker.errors import (
     AuthError,
@@ -76,19 +72,8 @@ SABRE = "http://sabredav.org/ns"
 _RULE_NAMESPACES = (DAV, CALDAV)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How transient failures of one request are retried (module-level so tests can shrink it)."""
-
-    attempts: int = 4
-    budget: float = 60.0  # seconds from the first attempt; no attempt starts after this
-    initial: float = 1.0  # first wait; doubles each attempt
-    jitter: float = 1.0  # up to this much random extra per wait
-    max_wait: float = 15.0
-    max_retry_after: float = 30.0  # a longer Retry-After ends the retries (the next pass tries)
-
-
-RETRY = RetryPolicy()
+# how transient failures of one request are retried (connectors.retry; tests shrink it)
+RETRY = RetryPolicy(attempts=4, budget=60.0, base=1.0, cap=15.0, max_retry_after=30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,23 +290,13 @@ class Answer:
         return self.header("etag")
 
 
-class QuotaFullError(TransientError):
+class QuotaFullError(LaterPassError):
     """HTTP 507 on a write: the account is out of storage. Not retried within the pass."""
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    value = str(headers.get("retry-after", "")).strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    with contextlib.suppress(TypeError, ValueError, IndexError):
-        when = parsedate_to_datetime(value)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return None
+    return retry.retry_after(headers.get("retry-after"))
 
 
 WRITES = ("PUT", "DELETE")
@@ -397,21 +372,6 @@ def error_for(
     if status in (400, 409, 415, 422) and method in WRITES:
         return RefusedError(f"{where}: the server refused this item (HTTP {status}){said}", **kw)
     return ConnectorError(f"{where}: the server refused the request (HTTP {status}){said}", **kw)
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, TransientError) and not isinstance(exc, QuotaFullError)
-
-
-def _retry_wait(retry_state: RetryCallState) -> float:
-    base = wait_exponential_jitter(multiplier=RETRY.initial, max=RETRY.max_wait, jitter=RETRY.jitter)(
-        retry_state
-    )
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    asked = getattr(exc, "retry_after", None)
-    if isinstance(asked, int | float) and asked > 0:
-        return max(base, float(asked))
-    return base
 
 
 def _network_problem(exc: BaseException) -> str:
@@ -734,28 +694,15 @@ class Transport:
                 answer, method=method, where=where, name=self.name, operation=operation, detail=detail
             )
 
-        retrying = Retrying(
-            stop=self._stop,
-            wait=_retry_wait,
-            retry=retry_if_exception(_retryable),
-            reraise=True,
+        retrying = retry.retrying(
+            RETRY,
+            deadline=lambda: self.pass_end,
             before_sleep=lambda state: self._log_retry(operation, url, state),
         )
         for attempt in retrying:
             with attempt:
                 return once()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
-
-    def _stop(self, retry_state: RetryCallState) -> bool:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        asked = getattr(exc, "retry_after", None)
-        if isinstance(asked, int | float) and asked > RETRY.max_retry_after:
-            return True
-        if isinstance(asked, int | float) and time.monotonic() + asked >= self.pass_end:
-            return True
-        if stop_after_attempt(RETRY.attempts)(retry_state):
-            return True
-        return bool(stop_before_delay(RETRY.budget)(retry_state))
 
     def _log_retry(self, operation: str, url: str, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -5,8 +5,9 @@ refreshes the token when needed, runs `request.execute(num_retries=0)` and trans
 errors into the worker's error tree at this boundary:
 
 - connection errors and timeouts, 5xx, 429, 403 rateLimitExceeded/userRateLimitExceeded:
-  TransientError, retried here (one layer: tenacity, full-jitter exponential backoff, a total
-  budget well below the pass interval, and the server's Retry-After when it asks for more);
+  TransientError, retried here by the connectors' one policy (`connectors.retry`: full-jitter
+  exponential backoff, a total budget well below the pass interval, the server's Retry-After
+  when it asks for more, and no retry within the pass when it asks for a long pause);
 - 403 quotaExceeded (the account's Calendar usage limits, "The user reached one of the Google
   Calendar limits in place to protect Google users") and dailyLimitExceeded (the Cloud
   project's quota): ConnectorError, not retried, each with its own advice;
@@ -22,10 +23,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import random
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,9 @@ import httplib2  # type: ignore[import-untyped]
 import structlog
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-)
+from tenacity import RetryCallState, Retrying
 
+from connectors import retry
 from connectors.google.auth import (
     TokenKeeper,
     TokenStore,
@@ -52,6 +46,7 @@ from connectors.google.auth import (
     require_scopes,
     token_uri_for,
 )
+from connectors.retry import RetryPolicy
 from worker.errors import AuthError, ConflictError, ConnectorError, NotFoundError, TransientError
 
 log = structlog.get_logger()
@@ -68,22 +63,10 @@ class GoneError(NotFoundError):
     """410: the sync token expired (fullSyncRequired), or the item was deleted already."""
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How transient failures are retried: full-jitter exponential backoff within a budget.
-
-    `budget` is the most time (seconds) one call may spend waiting and retrying; it is also
-    capped at half the pass interval so a slow Google never overlaps two passes.
-    """
-
-    budget: float = 60.0
-    base: float = 1.0
-    cap: float = 20.0
-    attempts: int = 8
-
-
-# Tests replace this with a fast policy (monkeypatch); production keeps the defaults.
-DEFAULT_RETRY = RetryPolicy()
+# How transient failures are retried (connectors.retry). `budget` is the most time (seconds)
+# one call may spend waiting and retrying; it is also capped at half the pass interval so a
+# slow Google never overlaps two passes. Tests replace this with a fast policy (monkeypatch).
+DEFAULT_RETRY = RetryPolicy(attempts=8, budget=60.0, base=1.0, cap=20.0, max_retry_after=30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +95,7 @@ def _error_reason(exc: HttpError) -> str:
 
 def _retry_after(exc: HttpError) -> float | None:
     value = exc.resp.get("retry-after") if exc.resp is not None else None
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return retry.retry_after(str(value)) if value is not None else None
 
 
 def translate_http_error(
@@ -169,22 +147,6 @@ def translate_http_error(
     return ConnectorError(what, source=source, operation=operation)
 
 
-class _Wait:
-    """Full jitter: uniform(0, min(cap, base * 2**n)), at least the server's Retry-After."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self.policy = policy
-
-    def __call__(self, state: RetryCallState) -> float:
-        ceiling = min(self.policy.cap, self.policy.base * (2 ** (state.attempt_number - 1)))
-        wait = random.uniform(0, ceiling)
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, TransientError) and exc.retry_after is not None:
-            wait = max(wait, min(exc.retry_after, self.policy.cap))
-        return wait
-
-
 class GoogleApi:
     """Credentials, an httplib2 transport and the two services, for one connector (one thread)."""
 
@@ -200,7 +162,7 @@ class GoogleApi:
         self.source = source
         policy = policy or DEFAULT_RETRY
         budget = min(policy.budget, account.every.total_seconds() / 2)
-        self.policy = RetryPolicy(budget=budget, base=policy.base, cap=policy.cap, attempts=policy.attempts)
+        self.policy = replace(policy, budget=budget)
         credentials = load_credentials(
             account.token_file,
             token_uri=token_uri_for(account.api_endpoint),
@@ -266,7 +228,7 @@ class GoogleApi:
     # -- calls --------------------------------------------------------------------------------
 
     def retrying(self, operation: str) -> Retrying:
-        """The one retry layer: TransientError only, full jitter, within the budget."""
+        """The one retry layer (connectors.retry) under this account's policy."""
 
         def before_sleep(state: RetryCallState) -> None:
             outcome = state.outcome
@@ -283,14 +245,7 @@ class GoogleApi:
                 retry_after=getattr(exc, "retry_after", None),
             )
 
-        return Retrying(
-            stop=stop_before_delay(self.policy.budget) | stop_after_attempt(self.policy.attempts),
-            wait=_Wait(self.policy),
-            retry=retry_if_exception_type(TransientError),
-            before_sleep=before_sleep,
-            sleep=time.sleep,
-            reraise=True,
-        )
+        return retry.retrying(self.policy, before_sleep=before_sleep)
 
     def call(self, request: Any, *, operation: str, retry: bool = True) -> dict[str, Any]:
         """Execute one request (with retries unless `retry` is False) and return its JSON body.

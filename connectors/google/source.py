@@ -19,14 +19,15 @@ What Google returns that is not a plain appointment (docs/google.md, docs/policy
   iCalUID or id); otherwise it is absent;
 - the window listing asks only for the event types that matter (`eventTypes`).
 
-The cursor keeps, per calendar, the sync token and the ids of the objects the window held,
-and the window bounds. The token for the next check is taken *before* the window is listed,
-so a change made during the listing is seen by the next pass.
+The cursor keeps, per calendar, the sync token and the ids of the objects the window held
+(`worker.object_ids`: digests, never Google's event ids), and the window bounds. The token
+for the next check is taken *before* the window is listed, so a change made during the
+listing is seen by the next pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +39,14 @@ from connectors.google.api import Account, GoneError, GoogleApi
 from connectors.google.auth import READ_SCOPES
 from worker.errors import DataError, NotFoundError
 from worker.model import Event, SourceBatch, Window
+from worker.object_ids import GOOGLE_CURSOR, google_object_id, upgrade_cursor
 
 if TYPE_CHECKING:
     from worker.config import Settings, SourceSettings
 
 log = structlog.get_logger()
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = GOOGLE_CURSOR  # 2: objects by id (worker.object_ids), never by event id
 PAGE_SIZE = 2500  # the most Google allows; a page may still hold fewer
 
 
@@ -76,7 +78,8 @@ class GoogleSource(Capabilities):
 
     def read(self, window: Window, cursor: dict[str, object] | None) -> SourceBatch:
         """What changed since `cursor`: the whole window of each calendar that changed."""
-        previous = cursor if cursor and cursor.get("v") == CURSOR_VERSION else {}
+        upgraded = upgrade_cursor(cursor)
+        previous = upgraded if isinstance(upgraded, dict) and upgraded.get("v") == CURSOR_VERSION else {}
         window_key = [window.start.isoformat(), window.end.isoformat()]
         moved = previous.get("window") != window_key
         old = previous.get("calendars")
@@ -112,25 +115,28 @@ class GoogleSource(Capabilities):
             else:
                 kept[calendar_id] = known_items or set()
                 calendars[calendar_id] = {"token": next_token, "items": sorted(kept[calendar_id])}
-        # Moved, not deleted: an id or iCalUID that is live anywhere this pass can see.
+        # Moved, not deleted: an id or iCalUID that is live anywhere this pass can see (the
+        # calendars not re-listed are known by object id only).
         live: set[str] = set()
-        for held in kept.values():
-            live |= held
         for _, _, listed, _, _ in listings:
             for raw in listed.values():
                 if not convert.is_cancelled(raw):
                     live |= {str(raw.get("iCalUID") or ""), convert.series_id(raw)}
+
+        def is_live(name: str) -> bool:
+            return name in live or any(self._item(c, name) in held for c, held in kept.items())
+
         for index, calendar_id, listed, fallback, known_items in listings:
-            items, bad = self._convert(calendar_id, listed, fallback, live, batch, index)
+            items, bad = self._convert(calendar_id, listed, fallback, is_live, batch, index)
             clean = clean and not bad
             if known_items is not None:
-                batch.removed |= {self._item(calendar_id, i) for i in known_items - items}
+                batch.removed |= known_items - items
             calendars[calendar_id]["items"] = sorted(items)
         for calendar_id, before in old_calendars.items():
             if calendar_id not in calendars and isinstance(before, Mapping):
                 gone = before.get("items")
                 if isinstance(gone, list):
-                    batch.removed |= {self._item(calendar_id, str(i)) for i in gone}
+                    batch.removed |= {str(i) for i in gone}
         # Complete only when every calendar was listed in full and nothing was skipped:
         # then any object state holds that is not in `changed` is really gone.
         batch.complete = relisted == len(self.calendar_ids) and clean
@@ -147,7 +153,8 @@ class GoogleSource(Capabilities):
 
     @staticmethod
     def _item(calendar_id: str, series: str) -> str:
-        return f"{calendar_id}/{series}"
+        """The id of one object (a series or a single event) of one calendar: a digest."""
+        return google_object_id(calendar_id, series)
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -226,7 +233,7 @@ class GoogleSource(Capabilities):
         calendar_id: str,
         listed: dict[str, dict[str, Any]],
         fallback: tzinfo,
-        live: set[str],
+        is_live: Callable[[str], bool],
         batch: SourceBatch,
         index: int,
     ) -> tuple[set[str], int]:
@@ -235,7 +242,7 @@ class GoogleSource(Capabilities):
         for raw in listed.values():
             if convert.is_deleted_single(raw):
                 ident = convert.series_id(raw)
-                moved = ident in live or str(raw.get("iCalUID") or "") in live
+                moved = is_live(ident) or is_live(str(raw.get("iCalUID") or ""))
                 if moved or not convert.deleted_single_cancels(raw, fallback):
                     continue  # deleted (or moved away): absent, its future occurrences vanish
             series.setdefault(convert.series_id(raw), []).append(raw)
@@ -248,14 +255,14 @@ class GoogleSource(Capabilities):
             except DataError as exc:
                 bad += 1
                 batch.bad += 1
-                items.add(series_key)
+                items.add(item)
                 log.warning(
                     "source.item.skipped", source=self.name, calendar=index, uid=series_key, problem=str(exc)
                 )
                 continue
             if events is None:
                 continue  # a deleted series: absent
-            items.add(series_key)
+            items.add(item)
             batch.changed[item] = events
         return items, bad
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -36,6 +37,7 @@ from tests.practice import TZ, Practice, local, vcalendar
 from worker.config import load_settings
 from worker.errors import SourceLossError
 from worker.model import Event, SourceBatch, Window
+from worker.object_ids import object_id
 from worker.sync import check_loss
 
 WINDOW = Window(start=local("2026-03-01 00:00"), end=local("2026-04-01 00:00"))
@@ -114,6 +116,11 @@ class SourceDriver(abc.ABC):
     def item(self, appt: Appt) -> str:
         """The id the source's batches give the object."""
 
+    def names(self, appt: Appt) -> list[str]:
+        """What the calendar calls the object (file name, href, event id, UID): none of it may
+        appear in a batch's ids or its cursor, which the state stores (worker.object_ids)."""
+        return []
+
     @abc.abstractmethod
     def source(self) -> Source:
         """The Source reading this calendar, made from a configuration (closed by the caller)."""
@@ -181,6 +188,19 @@ class SourceContract:
         assert mondays(series) == ["03-02 09:00", "03-09 09:00", "03-16 09:00", "03-23 09:00", "03-30 09:00"]
         assert len({e.uid for e in series}) == 1 and len({e.recurrence_id for e in series}) == 5
         assert batch.removed == set() and batch.bad == 0 and batch.cursor
+
+    def test_ids_and_cursor_never_spell_the_names(
+        self, loaded: tuple[SourceDriver, Source, SourceBatch]
+    ) -> None:
+        """Neither the object ids nor the cursor (both stored) hold a file name, href, event id or UID."""
+        driver, source, first = loaded
+        driver.delete(SINGLE_B)
+        again = source.read(WINDOW, first.cursor)
+        assert again.removed == {driver.item(SINGLE_B)}
+        stored = json.dumps([sorted(first.changed), first.cursor, sorted(again.removed), again.cursor])
+        names = [n for a in ALL for n in driver.names(a)]
+        assert [n for n in names if n in stored] == []
+        assert all(e.item == driver.item(a) for a in ALL for e in first.changed[driver.item(a)])
 
     def test_idle_reread_reports_nothing(self, loaded: tuple[SourceDriver, Source, SourceBatch]) -> None:
         """Reading again with the cursor, nothing having changed, returns no changed and no removed object."""
@@ -335,7 +355,10 @@ class VdirDriver(TextDriver):
         (self.practice.calendar / f"{name}.ics").unlink()
 
     def item(self, appt: Appt) -> str:
-        return f"{appt.uid}.ics"
+        return object_id(f"{appt.uid}.ics")
+
+    def names(self, appt: Appt) -> list[str]:
+        return [f"{appt.uid}.ics", appt.uid]
 
     def source(self) -> Source:
         settings = load_settings(self.practice.config)

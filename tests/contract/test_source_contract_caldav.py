@@ -61,6 +61,9 @@ class CalDavDriver(TextDriver):
         assert source is not None, "item ids are asked for after the source is opened"
         return source.item_id(source.urls[0], f"{self.collection.path}{appt.uid}.ics")
 
+    def names(self, appt: Appt) -> list[str]:
+        return [f"{self.collection.path}{appt.uid}.ics", f"{appt.uid}.ics", appt.uid]
+
     def source(self) -> Source:
         settings = load_settings(self.practice.config)
         opened = open_source(settings, settings.source)

@@ -21,6 +21,7 @@ from tests.fakes.google.practice import Appt, google_id
 from tests.practice import TZ_NAME
 from worker.config import load_settings
 from worker.model import SourceBatch
+from worker.object_ids import google_object_id
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,10 @@ class GoogleDriver(SourceDriver):
         self.fake.add_event("primary", {"id": google_id("contract-hostile"), "summary": SECRET})
 
     def item(self, appt: Appt) -> str:
-        return f"primary/{google_id(appt.uid)}"
+        return google_object_id("primary", google_id(appt.uid))
+
+    def names(self, appt: Appt) -> list[str]:
+        return [google_id(appt.uid), appt.uid]
 
     def source(self) -> Source:
         settings = load_settings(self.practice.config)

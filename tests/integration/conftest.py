@@ -665,9 +665,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         module,
         "RETRY",
-        module.RetryPolicy(
-            attempts=3, budget=8.0, initial=0.05, jitter=0.05, max_wait=0.2, max_retry_after=3.0
-        ),
+        module.RetryPolicy(attempts=3, budget=8.0, base=0.05, cap=0.2, max_retry_after=3.0),
     )
 
 

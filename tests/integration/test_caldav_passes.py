@@ -19,6 +19,7 @@ from tests.integration.conftest import DavPractice, DavServer, RequestLog
 from tests.practice import DEFAULT_CLIENTS, ClientSpec, local, vevent
 from worker.identity import file_name, item_uid
 from worker.log import digest
+from worker.object_ids import caldav_object_id
 
 NOW = "2026-03-11T12:00:00-05:00"
 NEXT_DAY = "2026-03-12T12:00:00-05:00"
@@ -251,7 +252,9 @@ def test_refused_token_falls_back_and_finds_deletions(
     (after,) = _cursor(dp)["collections"].values()  # type: ignore[union-attr]
     # the listing started again without a token: complete, and with a fresh token of its own
     assert after["token"] and after["token"] != state["token"] and after["mode"] == "sync"
-    assert not any("cameron-next" in href for href in after["etags"])
+    (url,) = collections
+    gone = caldav_object_id(str(url), f"{dp.source.path}cameron-next.ics")
+    assert gone in state["etags"] and gone not in after["etags"]  # known by id, never by href
     assert dp.run(NOW) == 0
     (again,) = _cursor(dp)["collections"].values()  # type: ignore[union-attr]
     assert again["token"] and not str(again["token"]).startswith("fake-")
@@ -337,3 +340,76 @@ def test_several_source_calendars(
     assert dp.run(NOW) == 0
     needs = {(n[0], n[1]) for n in due_needs(dp.plan(NOW, capsys))}
     assert ("c005", "not_rebooked") in needs  # removing the other calendar's "a" left this one alone
+
+
+def _legacy(
+    dp: DavPractice,
+) -> tuple[dict[str, list[tuple[object, ...]]], dict[str, list[tuple[object, ...]]]]:
+    """The state as the last pass wrote it, and the same state as schema 2 held it: items named
+    `<url hash>:<href>`, a version-1 cursor keyed by href."""
+    from connectors.caldav.transport import short_hash
+    from worker.state import TABLES, dump_rows
+
+    with sqlite3.connect(dp.practice.root / "var" / "state.db") as db:
+        now_written = dump_rows(db)
+    ((_, text, _),) = now_written["cursors"]
+    cursor = json.loads(str(text))
+    ((url, entry),) = cursor["collections"].items()
+    hrefs = {
+        caldav_object_id(url, f"{dp.source.path}{n}"): f"{dp.source.path}{n}" for n in dp.source.objects()
+    }
+    items = {i: f"{short_hash(url)}:{h}" for i, h in hrefs.items()}
+    entry["etags"] = {hrefs[i]: tag for i, tag in entry["etags"].items()}
+    entry["recurring"] = sorted(hrefs[i] for i in entry["recurring"])
+    entry["later"] = sorted(hrefs[i] for i in entry["later"])
+    cursor["version"] = 1
+    at = TABLES["occurrences"].index("item")
+    old = dict(now_written)
+    old["occurrences"] = [
+        (*r[:at], items.get(str(r[at]), r[at]), *r[at + 1 :]) for r in now_written["occurrences"]
+    ]
+    old["objects"] = [(s, items[str(i)]) for s, i in now_written["objects"]]
+    old["cursors"] = [(s, json.dumps(cursor, sort_keys=True), u) for s, _, u in now_written["cursors"]]
+    return now_written, old
+
+
+def test_a_schema_2_state_migrates_without_a_cold_read(
+    dp: DavPractice, dav_requests: RequestLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state holding hrefs (schema 2) migrates to what a pass now writes; the next pass only asks
+    what changed, and the next day's re-expansion still fetches the recurring objects by href."""
+    from worker.state import State, dump_rows, load_rows
+
+    assert dp.run(NOW) == 0
+    expected = due_needs(dp.plan(NOW, capsys))
+    now_written, old = _legacy(dp)
+    assert any("avery-weekly.ics" in str(r) for r in old["objects"])
+    state = State.open(dp.practice.root / "var")
+    load_rows(state, old)
+    state.conn.execute("PRAGMA user_version = 2")
+    state.close()
+    state = State.open(dp.practice.root / "var")  # migrates
+    assert {t: sorted(r, key=repr) for t, r in dump_rows(state.conn).items()} == now_written
+    state.close()
+    dav_requests.clear()
+    assert dp.run(NOW) == 0
+    reports = [r for r in dav_requests.to(dp.source) if r.method == "REPORT"]
+    assert [("multiget" in r.body) for r in reports] == [False]  # one sync, no body fetched again
+    dav_requests.clear()
+    assert dp.run(NEXT_DAY) == 0
+    fetched = " ".join(r.body for r in dav_requests.to(dp.source) if "multiget" in r.body)
+    assert "avery-weekly.ics" in fetched and "blake-weekly.ics" in fetched
+    assert due_needs(dp.plan(NOW, capsys)) == expected
+
+
+def test_no_table_holds_an_href(dp: DavPractice) -> None:
+    """After a pass and a deletion, no text cell of the state holds an href or an object's file name."""
+    from tests.integration.test_object_ids import _text_cells
+
+    names = sorted(dp.source.objects())
+    assert dp.run(NOW) == 0
+    dp.remove("cameron-next")
+    assert dp.run(NEXT_DAY) == 0
+    cells = list(_text_cells(dp.practice))
+    assert any(table == "cursors" for table, _, _ in cells)
+    assert [(t, c) for t, c, v in cells if any(n in v for n in names)] == []

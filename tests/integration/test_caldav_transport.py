@@ -290,7 +290,7 @@ def test_quota_full_is_not_retried_in_the_pass(
     scripted: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """507 on a write is transient for the next pass but never retried within this one."""
-    monkeypatch.setattr(transport_module, "RETRY", transport_module.RetryPolicy(attempts=4, initial=0.01))
+    monkeypatch.setattr(transport_module, "RETRY", transport_module.RetryPolicy(attempts=4, base=0.01))
     scripted.script.answer = reply(507)
     dav = _transport(tmp_path, _url(scripted))
     with pytest.raises(QuotaFullError):

@@ -13,10 +13,9 @@ import pytest
 from googleapiclient.errors import HttpError
 from hypothesis import given
 from hypothesis import strategies as st
-from tenacity import RetryCallState
 
 from connectors.google import convert
-from connectors.google.api import DuplicateError, GoneError, RetryPolicy, _Wait, translate_http_error
+from connectors.google.api import DuplicateError, GoneError, translate_http_error
 from worker.errors import AuthError, ConflictError, ConnectorError, DataError, NotFoundError, TransientError
 from worker.identity import foreign_reason
 from worker.model import ClientId, ItemKind, ItemName, Reason, Reminder, reminder_key
@@ -413,29 +412,16 @@ def test_http_errors_are_classified(status: int, reason: str, expected: type[Exc
     assert "example.invalid" not in str(error)
 
 
-def test_the_wait_honours_retry_after_within_the_cap() -> None:
-    """Full jitter stays under base*2**n, but a Retry-After (capped) is waited at least."""
-    policy = RetryPolicy(budget=60, base=1.0, cap=20.0)
-    wait = _Wait(policy)
-
-    def state(attempt: int, exc: BaseException) -> RetryCallState:
-        s = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        s.attempt_number = attempt
-        s.set_exception((type(exc), exc, None))
-        return s
-
-    plain = TransientError("x")
-    assert all(0 <= wait(state(3, plain)) <= 4 for _ in range(50))
-    asked = translate_http_error(
-        _http_error(429, "rateLimitExceeded", {"retry-after": "7"}),
-        operation="op",
-        source="s",
-        config_path=None,
-    )
-    assert isinstance(asked, TransientError) and asked.retry_after == 7
-    assert all(7 <= wait(state(1, asked)) <= 20 for _ in range(20))
-    huge = TransientError("x", retry_after=3600)
-    assert wait(state(1, huge)) == 20
+def test_retry_after_is_read_from_the_answer() -> None:
+    """A 429's Retry-After (seconds or an HTTP-date) rides on the TransientError for the retry layer."""
+    for header, seconds in (("7", 7.0), ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0)):
+        asked = translate_http_error(
+            _http_error(429, "rateLimitExceeded", {"retry-after": header}),
+            operation="op",
+            source="s",
+            config_path=None,
+        )
+        assert isinstance(asked, TransientError) and asked.retry_after == seconds
 
 
 def test_fixed_offsets_are_fine_for_recurrence_ids() -> None:
