@@ -34,8 +34,10 @@ every way a calendar comes to be re-listed (a moved window, a 410, a calendar th
 covered), while the feed is only read to ask "anything changed?". What it cannot tell is an
 appointment deleted after it ended (it ages out like one that stays): all of its occurrences
 are before the window, history either way. An end the cursor does not know (a cursor of
-version 2, upgraded by `worker.object_ids`, or an object that could not be read) counts as
-"not aged": absent, it is removed, as before.
+version 2, upgraded by `worker.object_ids`, or an object that could not be read): when such
+an object is absent after the window moved, the stretch the window left (old start to new
+start) is listed once more, and an object with a live instance there aged out; one absent
+from both listings is removed.
 
 For the same reason a listing is `complete` (every object state holds and the batch does not
 name is gone) only when the cursor knew none of the calendars: with a known listing,
@@ -132,7 +134,10 @@ class GoogleSource(Capabilities):
                 calendars[calendar_id] = {"token": next_token, "items": {}}
             else:
                 kept[calendar_id] = known_items or {}
-                calendars[calendar_id] = {"token": next_token, "items": dict(sorted(kept[calendar_id].items()))}
+                calendars[calendar_id] = {
+                    "token": next_token,
+                    "items": dict(sorted(kept[calendar_id].items())),
+                }
         # Moved, not deleted: an id or iCalUID that is live anywhere this pass can see (the
         # calendars not re-listed are known by object id only).
         live: set[str] = set()
@@ -152,9 +157,17 @@ class GoogleSource(Capabilities):
                 events = batch.changed.get(item)
                 last = max((e.end for e in events), default=None) if events else None
                 ends[item] = _iso(last) if last is not None else (known_items or {}).get(item)
-            for item in set(known_items or {}) - items:
-                if not _aged(known_items, item, window.start):
-                    batch.removed.add(item)  # aged out otherwise: it still exists, no longer ours
+            absent = {i for i in set(known_items or {}) - items if not _aged(known_items, i, window.start)}
+            since = _start(previous.get("window"))
+            if (
+                moved
+                and since is not None
+                and since < window.start
+                and any((known_items or {}).get(i) is None for i in absent)
+            ):
+                # ends unknown (an upgraded cursor): what the stretch the window left still holds
+                absent -= self._held(calendar_id, Window(start=since, end=window.start), index)
+            batch.removed |= absent  # the others aged out: they still exist, and are no longer ours
             calendars[calendar_id]["items"] = ends
         for calendar_id, before in old_calendars.items():
             if calendar_id not in calendars and isinstance(before, Mapping):
@@ -251,6 +264,15 @@ class GoogleSource(Capabilities):
                     batch.bad += 1
                     log.warning("source.item.skipped", source=self.name, calendar=index, problem="no id")
         return listed, fallback
+
+    def _held(self, calendar_id: str, stretch: Window, index: int) -> set[str]:
+        """The objects with a live instance in `stretch` (the days the window moved past)."""
+        listed, _ = self._list_window(calendar_id, stretch, SourceBatch(), index)
+        return {
+            self._item(calendar_id, convert.series_id(r))
+            for r in listed.values()
+            if not convert.is_cancelled(r)
+        }
 
     def _convert(
         self,
@@ -361,6 +383,17 @@ def _known(raw: object) -> dict[str, str | None] | None:
     if isinstance(raw, Mapping):
         return {str(k): v if isinstance(v, str) else None for k, v in raw.items()}
     return None
+
+
+def _start(window: object) -> datetime | None:
+    """The start of the window a cursor was written for (None when it has none)."""
+    if not isinstance(window, list) or not window or not isinstance(window[0], str):
+        return None
+    try:
+        start = datetime.fromisoformat(window[0])
+    except ValueError:
+        return None
+    return start if start.tzinfo is not None else None
 
 
 def _iso(moment: datetime) -> str:
