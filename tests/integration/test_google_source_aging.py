@@ -12,11 +12,16 @@ import pytest
 
 from connectors.base import Source
 from connectors.google import api
-from tests.contract.test_source_contract import AGED, ALL, SINGLE_A, SINGLE_B, SERIES_C, WINDOW, local
+from tests.contract.test_source_contract import AGED, ALL, SERIES_C, SINGLE_A, SINGLE_B, WINDOW
 from tests.contract.test_source_contract_google import GoogleDriver
 from tests.fakes.google import FakeGoogle
+from tests.practice import local
+from worker.config import load_settings
 from worker.model import SourceBatch, Window
 from worker.object_ids import GOOGLE_CURSOR
+from worker.roster import Roster
+from worker.state import State
+from worker.sync import sync_source, window_for
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +144,25 @@ def test_version_2_cursor_tells_aged_from_deleted_when_the_window_moves(
     assert again.removed == set() and _window_listings(driver) == [
         (LATEST.start.isoformat(), LATEST.end.isoformat())
     ]
+
+
+def test_the_state_keeps_holding_an_aged_appointment(driver: GoogleDriver) -> None:
+    """Through the runner's sync: after the window moved past A, the state still counts A as held, not B (deleted)."""
+    settings = load_settings(driver.practice.config)
+    for appt in ALL:
+        driver.put(appt)
+    # the default history is 400 days: these passes' windows start on Mar 9 and Mar 12, 2026
+    first, second = (local("2027-04-13 12:00"), local("2027-04-16 12:00"))
+    assert window_for(settings, second).start == local("2026-03-12 00:00")
+    source = driver.source()
+    state = State.open(settings.state_dir)
+    try:
+        roster = Roster.of(settings.clients)
+        sync_source(source, settings, state, roster, first)
+        assert state.objects("practice") == {driver.item(a) for a in ALL}
+        driver.delete(SINGLE_B)
+        sync_source(source, settings, state, roster, second)  # no SourceLossError either
+        assert state.objects("practice") == {driver.item(SINGLE_A), driver.item(SERIES_C)}
+    finally:
+        state.close()
+        source.close()
