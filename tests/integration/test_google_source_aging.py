@@ -4,6 +4,7 @@ version 2 (no ends) is read incrementally, and still tells aged from deleted whe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,34 @@ def test_the_state_keeps_holding_an_aged_appointment(driver: GoogleDriver) -> No
         assert state.objects("practice") == {driver.item(a) for a in ALL}
         driver.delete(SINGLE_B)
         sync_source(source, settings, state, roster, second)  # no SourceLossError either
+        assert state.objects("practice") == {driver.item(SINGLE_A), driver.item(SERIES_C)}
+    finally:
+        state.close()
+        source.close()
+
+
+def test_a_state_written_with_a_version_2_cursor_keeps_working(driver: GoogleDriver) -> None:
+    """A state whose stored cursor is version 2: the next pass is incremental, the one after the move tells aged from deleted."""
+    settings = load_settings(driver.practice.config)
+    for appt in ALL:
+        driver.put(appt)
+    first, same_day, moved = (local(t) for t in ("2027-04-13 12:00", "2027-04-13 18:00", "2027-04-16 12:00"))
+    source = driver.source()
+    state = State.open(settings.state_dir)
+    try:
+        roster = Roster.of(settings.clients)
+        sync_source(source, settings, state, roster, first)
+        stored = state.cursor("practice")
+        assert stored is not None
+        with state.transaction() as db:
+            db.execute("UPDATE cursors SET cursor = ?", (json.dumps(_version_2(stored)),))
+        driver.fake.clear_log()
+        sync_source(source, settings, state, roster, same_day)
+        assert _window_listings(driver) == []  # no cold re-list
+        upgraded = state.cursor("practice")
+        assert upgraded is not None and upgraded["v"] == GOOGLE_CURSOR
+        driver.delete(SINGLE_B)
+        sync_source(source, settings, state, roster, moved)
         assert state.objects("practice") == {driver.item(SINGLE_A), driver.item(SERIES_C)}
     finally:
         state.close()
