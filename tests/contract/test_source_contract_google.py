@@ -20,7 +20,6 @@ from tests.fakes.google import FakeGoogle, google_practice
 from tests.fakes.google.practice import Appt, google_id
 from tests.practice import TZ_NAME
 from worker.config import load_settings
-from worker.model import SourceBatch
 from worker.object_ids import google_object_id
 
 pytestmark = pytest.mark.integration
