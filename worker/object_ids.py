@@ -26,7 +26,7 @@ from typing import Any
 # the cursor shapes this module writes (each connector checks its own)
 VDIR_CURSOR = 2
 CALDAV_CURSOR = 2
-GOOGLE_CURSOR = 2
+GOOGLE_CURSOR = 3  # 3: per object, the end of its last instance seen (connectors.google.source)
 
 
 def object_id(name: str) -> str:
@@ -61,7 +61,8 @@ def upgrade_cursor(cursor: object) -> object:
 
     Recognises the three shapes by their keys (vdir: `files`; CalDAV: `version` 1 and
     `collections`; Google: `v` 1 and `calendars`); anything else (already upgraded, empty, a
-    shape of a newer callsheet) is returned as it is.
+    shape of a newer callsheet) is returned as it is. A Google cursor of version 2 (ids, no
+    ends) becomes version 3 with every end unknown: its token stays, no cold re-list.
     """
     if not isinstance(cursor, Mapping):
         return cursor
@@ -70,7 +71,9 @@ def upgrade_cursor(cursor: object) -> object:
     if cursor.get("version") == 1 and isinstance(cursor.get("collections"), Mapping):
         return _caldav(cursor)
     if cursor.get("v") == 1 and isinstance(cursor.get("calendars"), Mapping):
-        return _google(cursor)
+        return _google(cursor, named=True)
+    if cursor.get("v") == 2 and isinstance(cursor.get("calendars"), Mapping):
+        return _google(cursor, named=False)
     return cursor
 
 
@@ -98,13 +101,17 @@ def _caldav(cursor: Mapping[str, Any]) -> dict[str, object]:
     return {**cursor, "version": CALDAV_CURSOR, "collections": collections}
 
 
-def _google(cursor: Mapping[str, Any]) -> dict[str, object]:
+def _google(cursor: Mapping[str, Any], *, named: bool) -> dict[str, object]:
+    """Version 1 (event ids) or 2 (object ids) to 3: `items` maps each object id to the end of
+    its last instance seen, unknown (None) for what an older cursor listed."""
     calendars: dict[str, object] = {}
     for calendar_id, raw in cursor["calendars"].items():
         if not isinstance(raw, Mapping):
             continue
         entry = dict(raw)
         if isinstance(raw.get("items"), list):
-            entry["items"] = sorted(google_object_id(calendar_id, s) for s in _names(raw["items"]))
+            names = _names(raw["items"])
+            ids = [google_object_id(calendar_id, s) for s in names] if named else names
+            entry["items"] = dict.fromkeys(sorted(ids))
         calendars[calendar_id] = entry
     return {**cursor, "v": GOOGLE_CURSOR, "calendars": calendars}

@@ -20,15 +20,34 @@ What Google returns that is not a plain appointment (docs/google.md, docs/policy
 - the window listing asks only for the event types that matter (`eventTypes`).
 
 The cursor keeps, per calendar, the sync token and the ids of the objects the window held
-(`worker.object_ids`: digests, never Google's event ids), and the window bounds. The token
-for the next check is taken *before* the window is listed, so a change made during the
-listing is seen by the next pass.
+(`worker.object_ids`: digests, never Google's event ids), each with the end of its last
+instance seen, and the window bounds. The token for the next check is taken *before* the
+window is listed, so a change made during the listing is seen by the next pass.
+
+Aged out, not removed: the window listing filters on an instance's end ("timeMin: lower
+bound (exclusive) for an event's end time"), so once the window has moved past an
+appointment it is absent although it still exists. An absent object whose last end seen is
+at or before the new window start is therefore dropped from the cursor silently (neither
+changed nor removed); any other absent object is removed. Why the remembered end and not the
+sync-token feed's cancelled entries: the end needs no extra request or field and holds for
+every way a calendar comes to be re-listed (a moved window, a 410, a calendar the feed never
+covered), while the feed is only read to ask "anything changed?". What it cannot tell is an
+appointment deleted after it ended (it ages out like one that stays): all of its occurrences
+are before the window, history either way. An end the cursor does not know (a cursor of
+version 2, upgraded by `worker.object_ids`, or an object that could not be read): when such
+an object is absent after the window moved, the stretch the window left (old start to new
+start) is listed once more, and an object with a live instance there aged out; one absent
+from both listings is removed.
+
+For the same reason a listing is `complete` (every object state holds and the batch does not
+name is gone) only when the cursor knew none of the calendars: with a known listing,
+`removed` is exact, and an aged-out object must not be declared gone by omission.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -46,7 +65,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-CURSOR_VERSION = GOOGLE_CURSOR  # 2: objects by id (worker.object_ids), never by event id
+CURSOR_VERSION = GOOGLE_CURSOR  # 3: objects by id (worker.object_ids), each with its last end seen
 PAGE_SIZE = 2500  # the most Google allows; a page may still hold fewer
 
 
@@ -88,14 +107,15 @@ class GoogleSource(Capabilities):
         calendars: dict[str, dict[str, object]] = {}
         relisted = 0
         clean = True
-        listings: list[tuple[int, str, dict[str, dict[str, Any]], tzinfo, set[str] | None]] = []
-        kept: dict[str, set[str]] = {}  # the objects of calendars not re-listed this pass
+        cold = True  # the cursor knew no calendar's objects
+        listings: list[tuple[int, str, dict[str, dict[str, Any]], tzinfo, dict[str, str | None] | None]] = []
+        kept: dict[str, dict[str, str | None]] = {}  # the objects of calendars not re-listed this pass
         for index, calendar_id in enumerate(self.calendar_ids):
             before = old_calendars.get(calendar_id)
             before = before if isinstance(before, Mapping) else {}
             token = before.get("token") if isinstance(before.get("token"), str) else None
-            known = before.get("items")
-            known_items = {str(i) for i in known} if isinstance(known, list) else None
+            known_items = _known(before.get("items"))
+            cold = cold and known_items is None
             must_list = moved or token is None or known_items is None
             next_token: str | None = None
             if token is not None:
@@ -111,10 +131,13 @@ class GoogleSource(Capabilities):
                 relisted += 1
                 listed, fallback = self._list_window(calendar_id, window, batch, index)
                 listings.append((index, calendar_id, listed, fallback, known_items))
-                calendars[calendar_id] = {"token": next_token, "items": []}
+                calendars[calendar_id] = {"token": next_token, "items": {}}
             else:
-                kept[calendar_id] = known_items or set()
-                calendars[calendar_id] = {"token": next_token, "items": sorted(kept[calendar_id])}
+                kept[calendar_id] = known_items or {}
+                calendars[calendar_id] = {
+                    "token": next_token,
+                    "items": dict(sorted(kept[calendar_id].items())),
+                }
         # Moved, not deleted: an id or iCalUID that is live anywhere this pass can see (the
         # calendars not re-listed are known by object id only).
         live: set[str] = set()
@@ -129,17 +152,31 @@ class GoogleSource(Capabilities):
         for index, calendar_id, listed, fallback, known_items in listings:
             items, bad = self._convert(calendar_id, listed, fallback, is_live, batch, index)
             clean = clean and not bad
-            if known_items is not None:
-                batch.removed |= known_items - items
-            calendars[calendar_id]["items"] = sorted(items)
+            ends: dict[str, str | None] = {}
+            for item in sorted(items):
+                events = batch.changed.get(item)
+                last = max((e.end for e in events), default=None) if events else None
+                ends[item] = _iso(last) if last is not None else (known_items or {}).get(item)
+            absent = {i for i in set(known_items or {}) - items if not _aged(known_items, i, window.start)}
+            since = _start(previous.get("window"))
+            if (
+                moved
+                and since is not None
+                and since < window.start
+                and any((known_items or {}).get(i) is None for i in absent)
+            ):
+                # ends unknown (an upgraded cursor): what the stretch the window left still holds
+                absent -= self._held(calendar_id, Window(start=since, end=window.start), index)
+            batch.removed |= absent  # the others aged out: they still exist, and are no longer ours
+            calendars[calendar_id]["items"] = ends
         for calendar_id, before in old_calendars.items():
             if calendar_id not in calendars and isinstance(before, Mapping):
-                gone = before.get("items")
-                if isinstance(gone, list):
-                    batch.removed |= {str(i) for i in gone}
-        # Complete only when every calendar was listed in full and nothing was skipped:
-        # then any object state holds that is not in `changed` is really gone.
-        batch.complete = relisted == len(self.calendar_ids) and clean
+                batch.removed |= set(_known(before.get("items")) or {})
+        # Complete only when every calendar was listed in full, nothing was skipped and the
+        # cursor knew none of them: then any object state holds that is not in `changed` is
+        # really gone. With a known listing `removed` is exact, and an object that aged out
+        # (absent, not gone) must not be counted gone by omission.
+        batch.complete = relisted == len(self.calendar_ids) and clean and cold
         batch.cursor = {"v": CURSOR_VERSION, "window": window_key, "calendars": calendars}
         log.debug(
             "source.google.read",
@@ -227,6 +264,15 @@ class GoogleSource(Capabilities):
                     batch.bad += 1
                     log.warning("source.item.skipped", source=self.name, calendar=index, problem="no id")
         return listed, fallback
+
+    def _held(self, calendar_id: str, stretch: Window, index: int) -> set[str]:
+        """The objects with a live instance in `stretch` (the days the window moved past)."""
+        listed, _ = self._list_window(calendar_id, stretch, SourceBatch(), index)
+        return {
+            self._item(calendar_id, convert.series_id(r))
+            for r in listed.values()
+            if not convert.is_cancelled(r)
+        }
 
     def _convert(
         self,
@@ -330,3 +376,38 @@ def _with_updated(
     if master is None:
         return {k: v for k, v in template.items() if k != "updated"}
     return {**template, "updated": master.get("updated")}
+
+
+def _known(raw: object) -> dict[str, str | None] | None:
+    """A calendar's objects in the cursor, id -> end of the last instance seen (None: unknown)."""
+    if isinstance(raw, Mapping):
+        return {str(k): v if isinstance(v, str) else None for k, v in raw.items()}
+    return None
+
+
+def _start(window: object) -> datetime | None:
+    """The start of the window a cursor was written for (None when it has none)."""
+    if not isinstance(window, list) or not window or not isinstance(window[0], str):
+        return None
+    try:
+        start = datetime.fromisoformat(window[0])
+    except ValueError:
+        return None
+    return start if start.tzinfo is not None else None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _aged(known: Mapping[str, str | None] | None, item: str, start: datetime) -> bool:
+    """True when `item`'s last instance seen ended at or before `start` (the window's new start):
+    Google no longer lists it, and it has not been deleted for that."""
+    end = (known or {}).get(item)
+    if end is None:
+        return False
+    try:
+        last = datetime.fromisoformat(end)
+    except ValueError:
+        return False
+    return last.tzinfo is not None and last <= start

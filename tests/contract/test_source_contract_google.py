@@ -20,7 +20,6 @@ from tests.fakes.google import FakeGoogle, google_practice
 from tests.fakes.google.practice import Appt, google_id
 from tests.practice import TZ_NAME
 from worker.config import load_settings
-from worker.model import SourceBatch
 from worker.object_ids import google_object_id
 
 pytestmark = pytest.mark.integration
@@ -82,13 +81,3 @@ class TestGoogleSource(SourceContract):
     def hostile(self, request: pytest.FixtureRequest) -> str:
         """Only the unreadable object: Google expands recurrences on its side (module docstring)."""
         return str(request.param)
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="defect: the Google source reports an appointment the window moved past as removed "
-        "(absent from the window listing), where vdir and CalDAV keep it; after a long pause the "
-        "source-loss guard can trip on appointments that merely aged out",
-    )
-    def test_aged_out_object_is_not_removed(self, loaded: tuple[SourceDriver, Source, SourceBatch]) -> None:
-        """An object the window has moved past still exists: it is not reported gone (fails on Google)."""
-        super().test_aged_out_object_is_not_removed(loaded)

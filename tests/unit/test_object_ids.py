@@ -92,18 +92,27 @@ def test_caldav_cursor_of_schema_2_is_upgraded() -> None:
 
 
 def test_google_cursor_of_schema_2_is_upgraded() -> None:
-    """A Google cursor listing event ids comes back listing ids of (calendar, event)."""
+    """A Google cursor listing event ids comes back mapping ids of (calendar, event) to an unknown end."""
     old = {"v": 1, "window": WINDOW, "calendars": {"primary": {"token": "s-1", "items": ["evt2", "evt1"]}}}
+    ids = sorted([google_object_id("primary", "evt1"), google_object_id("primary", "evt2")])
     assert upgrade_cursor(old) == {
         "v": GOOGLE_CURSOR,
         "window": WINDOW,
-        "calendars": {
-            "primary": {
-                "token": "s-1",
-                "items": sorted([google_object_id("primary", "evt1"), google_object_id("primary", "evt2")]),
-            }
-        },
+        "calendars": {"primary": {"token": "s-1", "items": dict.fromkeys(ids)}},
     }
+
+
+def test_google_cursor_of_version_2_keeps_its_token_and_ids() -> None:
+    """A version-2 Google cursor (object ids, no ends) becomes version 3: same token, same ids, ends unknown."""
+    ids = [google_object_id("primary", "evt2"), google_object_id("primary", "evt1")]
+    old = {"v": 2, "window": WINDOW, "calendars": {"primary": {"token": "s-1", "items": ids}, "bad": 3}}
+    new = upgrade_cursor(old)
+    assert new == {
+        "v": GOOGLE_CURSOR,
+        "window": WINDOW,
+        "calendars": {"primary": {"token": "s-1", "items": dict.fromkeys(sorted(ids))}},
+    }
+    assert GOOGLE_CURSOR == 3 and upgrade_cursor(new) == new
 
 
 @given(st.lists(st.text("ghijklmnopqrstuvwxyz .-", min_size=3, max_size=12), unique=True, max_size=6))
