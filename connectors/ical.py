@@ -6,6 +6,9 @@ recurring-ical-events, so behaviour is the same on every server; expansion is bo
 
 Slightly over ~400 lines: parsing (with its recurrence bounds) and writing share the
 property names and UID rules.
+
+icalendar is imported by the functions that parse or write, not with this module: a pass in
+which no calendar file changed never needs it (start-up; tests/integration/test_startup.py).
 """
 
 from __future__ import annotations
@@ -13,11 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
-
-import icalendar
-from icalendar import Alarm, Calendar, Todo
-from icalendar import Event as VEvent
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import DataError
 from worker.identity import item_uid, parse_uid
@@ -32,6 +31,10 @@ from worker.model import (
     ReminderKey,
     Window,
 )
+
+if TYPE_CHECKING:
+    import icalendar
+    from icalendar import Calendar
 
 PRODID = "-//callsheet//reminders//EN"
 KEY_PROP = "X-CALLSHEET-KEY"
@@ -248,6 +251,8 @@ def parse_calendar(
     Raises:
         DataError: the object is not iCalendar, or an event in it cannot be read.
     """
+    from icalendar import Calendar
+
     try:
         calendar = Calendar.from_ical(data)
     except (ValueError, IndexError, KeyError, UnicodeDecodeError) as exc:
@@ -317,6 +322,8 @@ def parse_calendar(
 
 
 def _calendar() -> Calendar:
+    from icalendar import Calendar
+
     cal = Calendar()  # not Calendar.new(): that adds a random UID to every file
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -338,6 +345,9 @@ def build_item(reminder: Reminder, *, stamp: datetime, alarm_minutes: int = 0) -
     Its UID carries the key, kind and generation (`worker.identity.item_uid`); the alarm rings
     `alarm_minutes` before the start.
     """
+    from icalendar import Alarm, Todo
+    from icalendar import Event as VEvent
+
     cal = _calendar()
     start = reminder.start.astimezone(UTC)
     if reminder.kind == "event":
@@ -380,6 +390,8 @@ def read_item(data: bytes, *, ref: str, etag: str = "", name: ItemName | None = 
     `name` is what the item's resource name says (`worker.identity.parse_file_name`); the UID,
     owner mark and generation are read from the item itself.
     """
+    from icalendar import Calendar
+
     try:
         component = _ours(Calendar.from_ical(data))
     except (ValueError, IndexError, KeyError):
@@ -416,6 +428,8 @@ def read_item(data: bytes, *, ref: str, etag: str = "", name: ItemName | None = 
 
 
 def _rewrite(data: bytes, change: Any) -> bytes:
+    from icalendar import Calendar
+
     calendar = Calendar.from_ical(data)
     component = _ours(calendar)
     if component is None:

@@ -167,7 +167,9 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"warm `run --once` on the demo folder; medians of {args.repeat} fresh processes each, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"warm `run --once` on the demo folder; medians of {args.repeat} fresh processes each, load {os.getloadavg()[0]:.1f}"
+    )
     rows = [
         ("importtime, program imports (cumulative)", [_median(t.imports) for t in trees]),
         ("importtime, site (interpreter start-up)", [_median(t.site) for t in trees]),

@@ -10,7 +10,6 @@ together, so the config has one source of truth (docs/design.md "Extensions to t
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -39,6 +38,11 @@ from pydantic import (
 from worker.durations import parse_duration
 from worker.errors import ConfigError, Problem
 from worker.model import Client, ClientId
+
+# pydantic looks for plugins in the entry points of every installed distribution when it builds
+# the first model below; callsheet uses none, and a cron pass would pay for that scan each time.
+# A plugin a deployment really wants still loads when PYDANTIC_DISABLE_PLUGINS is set otherwise.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 # The name of the one account of a single-calendar config (its state stays in state_dir itself).
 DEFAULT_ACCOUNT = "default"
@@ -491,6 +495,8 @@ def _model_at(keys: list[str], root: type[BaseModel]) -> type[BaseModel] | None:
 
 
 def _did_you_mean(keys: list[str], root: type[BaseModel]) -> str:
+    import difflib  # only for a mistyped key: a pass with a good config never needs it
+
     model = _model_at(keys, root)
     if model is None or not keys:
         return ""
