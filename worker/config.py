@@ -80,7 +80,10 @@ Clock = Annotated[time, BeforeValidator(_clock)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built when first validated, not at import: the base classes (_Account, SourceSettings,
+    # ReminderSettings) are never validated themselves, and the nested models are built once,
+    # inside _ConfigFile's schema. Defaults below use model_construct for the same reason.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class OfficeHours(_Strict):
@@ -104,7 +107,7 @@ class PracticeSettings(_Strict):
     timezone: str
     therapist_name: str = ""
     callback_number: str = ""
-    office_hours: OfficeHours = OfficeHours()
+    office_hours: OfficeHours = Field(default_factory=OfficeHours.model_construct)
 
     @field_validator("timezone")
     @classmethod
@@ -321,9 +324,9 @@ class _ConfigFile(_Strict):
     practice: PracticeSettings
     source: Source
     reminders: Reminders
-    rules: RuleSettings = RuleSettings()
-    markers: MarkerSettings = MarkerSettings()
-    run: RunSettings = RunSettings()
+    rules: RuleSettings = Field(default_factory=RuleSettings.model_construct)
+    markers: MarkerSettings = Field(default_factory=MarkerSettings.model_construct)
+    run: RunSettings = Field(default_factory=RunSettings.model_construct)
 
 
 class _ClientEntry(_Strict):
