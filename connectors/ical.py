@@ -146,15 +146,19 @@ _DTSTART_DAY = re.compile(rb"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
 _VTIMEZONE = re.compile(rb"^BEGIN:VTIMEZONE.*?^END:VTIMEZONE\r?\n?", re.MULTILINE | re.DOTALL)
 
 
+def _without_zones(data: bytes) -> bytes:
+    return _VTIMEZONE.sub(b"", data) if b"BEGIN:VTIMEZONE" in data else data
+
+
 def is_recurring(data: bytes) -> bool:
     """True when the object holds a series (time zone rules do not count)."""
-    body = _VTIMEZONE.sub(b"", data)
+    body = _without_zones(data)
     return any(hint in body for hint in _RECURRING_HINTS)
 
 
 def dtstart_days(data: bytes) -> list[bytes]:
     """The raw DTSTART dates (YYYYMMDD) of the object's components, time zone rules left out."""
-    days: list[bytes] = _DTSTART_DAY.findall(_VTIMEZONE.sub(b"", data))
+    days: list[bytes] = _DTSTART_DAY.findall(_without_zones(data))
     return days
 
 
@@ -263,20 +267,12 @@ def parse_calendar(
         raise
     except Exception as exc:
         raise DataError(f"unreadable event properties ({type(exc).__name__})", item=item) from exc
-    import recurring_ical_events  # with x_wr_timezone and click: only when a file changed
-
     try:
-        query = recurring_ical_events.of(calendar, skip_bad_series=False)
-        # One bounded query for the whole window: `after()` re-walks each series from its
-        # first instance for every step it takes, which is quadratic (a daily series took a
-        # second, an hourly one minutes). Rules finer than hourly were refused above, so the
-        # window bounds the work.
-        occurrences = query.between(window.start, window.end)
-        if len(occurrences) > 2 * MAX_OCCURRENCES:
-            raise DataError("too many occurrences in the window", item=item)
+        spans = _one_off_spans(calendar, data, window)
+        if spans is None:
+            spans = _expanded_spans(calendar, window, item)
         out: list[Event] = []
-        for occurrence in occurrences:
-            start_value = occurrence["DTSTART"].dt
+        for component, start_value, end_value in spans:
             if isinstance(start_value, datetime):
                 start = _aware(start_value, tz)
             else:
@@ -285,30 +281,27 @@ def parse_calendar(
                 continue
             if not isinstance(start_value, datetime):
                 continue  # all-day: not an appointment
-            if "DTEND" in occurrence or "DURATION" in occurrence:
-                end = _aware(occurrence.end, tz) if isinstance(occurrence.end, datetime) else start
-                if end <= start:
-                    end = start + default_length
-            else:
+            end = _aware(end_value, tz) if isinstance(end_value, datetime) else start
+            if end <= start:
                 end = start + default_length
-            uid = _text(occurrence, "UID")
+            uid = _text(component, "UID")
             out.append(
                 Event(
                     uid=uid,
-                    recurrence_id=_rid_text(occurrence["RECURRENCE-ID"], tz)
-                    if uid in masters and "RECURRENCE-ID" in occurrence
+                    recurrence_id=_rid_text(component["RECURRENCE-ID"], tz)
+                    if uid in masters and "RECURRENCE-ID" in component
                     else "",
                     start=start,
                     end=end,
-                    summary=_text(occurrence, "SUMMARY"),
-                    description=_text(occurrence, "DESCRIPTION"),
-                    categories=_categories(occurrence),
-                    status=_status(occurrence),
-                    attendees=_attendees(occurrence),
-                    color=_text(occurrence, "COLOR"),
-                    created=_opt_dt(occurrence, "CREATED", tz),
-                    last_modified=_opt_dt(occurrence, "LAST-MODIFIED", tz),
-                    transparent=_text(occurrence, "TRANSP").upper() == "TRANSPARENT",
+                    summary=_text(component, "SUMMARY"),
+                    description=_text(component, "DESCRIPTION"),
+                    categories=_categories(component),
+                    status=_status(component),
+                    attendees=_attendees(component),
+                    color=_text(component, "COLOR"),
+                    created=_opt_dt(component, "CREATED", tz),
+                    last_modified=_opt_dt(component, "LAST-MODIFIED", tz),
+                    transparent=_text(component, "TRANSP").upper() == "TRANSPARENT",
                     item=item,
                     source=source,
                 )
@@ -319,6 +312,74 @@ def parse_calendar(
         raise
     except Exception as exc:
         raise DataError(f"cannot expand events ({type(exc).__name__})", item=item) from exc
+
+
+# (the component an occurrence's properties come from, its start, its end)
+_Span = tuple["icalendar.cal.Component", date | datetime, date | datetime]
+
+
+def _expanded_spans(calendar: Calendar, window: Window, item: str) -> list[_Span]:
+    """The occurrences recurring-ical-events gives inside the window."""
+    import recurring_ical_events  # with x_wr_timezone and click: only when a file changed
+
+    query = recurring_ical_events.of(calendar, skip_bad_series=False)
+    # One bounded query for the whole window: `after()` re-walks each series from its
+    # first instance for every step it takes, which is quadratic (a daily series took a
+    # second, an hourly one minutes). Rules finer than hourly were refused above, so the
+    # window bounds the work.
+    occurrences = query.between(window.start, window.end)
+    if len(occurrences) > 2 * MAX_OCCURRENCES:
+        raise DataError("too many occurrences in the window", item=item)
+    # the expander sets DTEND on every occurrence (from DURATION, or DTSTART when neither is there)
+    return [
+        (o, o["DTSTART"].dt, o.end if "DTEND" in o or "DURATION" in o else o["DTSTART"].dt)
+        for o in occurrences
+    ]
+
+
+# Raw-text signs that an object needs the expander even without a recurrence: EXDATE can
+# remove the only instance, X-WR-TIMEZONE moves times into another zone.
+_EXPANDER_ONLY = (b"EXDATE", b"X-WR-TIMEZONE")
+
+
+def _one_off_spans(calendar: Calendar, data: bytes, window: Window) -> list[_Span] | None:
+    """The events of an object without recurrences that lie in the window, exactly as the
+    expander would give them, without its per-series machinery (most objects of a practice are
+    single sessions: parse once, no copies). None for anything else: the caller expands it.
+    """
+    zone = window.start.tzinfo
+    if zone is None or is_recurring(data) or any(mark in data for mark in _EXPANDER_ONLY):
+        return None
+    out: list[_Span] = []
+    uids: set[str] = set()
+    for component in calendar.walk("VEVENT"):
+        uid = _text(component, "UID")
+        if uid in uids:
+            return None
+        uids.add(uid)
+        first: Any = component["DTSTART"]
+        start = first.dt
+        if not isinstance(start, datetime):
+            return None  # all-day, or a time the expander would convert
+        stop: Any = component.get("DTEND")
+        length: Any = component.get("DURATION")
+        if stop is not None:
+            end = stop.dt
+            if not isinstance(end, datetime) or end.tzinfo is not start.tzinfo:
+                return None  # an end in another zone: the expander converts it
+        elif length is not None:
+            if not isinstance(length.dt, timedelta):
+                return None
+            end = start + length.dt
+        else:
+            end = start
+        if start > end:
+            start, end = end, start  # as the expander orders them
+        # the expander's test (stops exclusive), floating times read in the window's zone
+        low, high = _aware(start, zone), _aware(end, zone)
+        if (window.start <= low < window.end) if low == high else (low < window.end and window.start < high):
+            out.append((component, start, end))
+    return out
 
 
 def _calendar() -> Calendar:
