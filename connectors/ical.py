@@ -14,6 +14,7 @@ which no calendar file changed never needs it (start-up; tests/integration/test_
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -140,7 +141,7 @@ _MULTIPLIERS = ("BYMONTH", "BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY", "BYHO
 
 # -- a cheap look at raw text, before parsing (vdir and CalDAV share it) ----------------------
 
-_RECURRING_HINTS = (b"RRULE", b"RDATE", b"RECURRENCE-ID")
+_RECURRING_HINTS = re.compile(rb"RRULE|RDATE|RECURRENCE-ID")
 _DTSTART_DAY = re.compile(rb"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
 # Time zone definitions carry RRULEs and DTSTARTs of their own: they say nothing about events.
 _VTIMEZONE = re.compile(rb"^BEGIN:VTIMEZONE.*?^END:VTIMEZONE\r?\n?", re.MULTILINE | re.DOTALL)
@@ -152,14 +153,21 @@ def _without_zones(data: bytes) -> bytes:
 
 def is_recurring(data: bytes) -> bool:
     """True when the object holds a series (time zone rules do not count)."""
-    body = _without_zones(data)
-    return any(hint in body for hint in _RECURRING_HINTS)
+    return _RECURRING_HINTS.search(_without_zones(data)) is not None
 
 
 def dtstart_days(data: bytes) -> list[bytes]:
     """The raw DTSTART dates (YYYYMMDD) of the object's components, time zone rules left out."""
     days: list[bytes] = _DTSTART_DAY.findall(_without_zones(data))
     return days
+
+
+@functools.lru_cache(maxsize=8)
+def _raw_bounds(window: Window) -> tuple[bytes, bytes]:
+    """The window's first and last day as raw DTSTART dates, with a day of slack each side."""
+    low = (window.start - timedelta(days=1)).strftime("%Y%m%d").encode()
+    high = (window.end + timedelta(days=1)).strftime("%Y%m%d").encode()
+    return low, high
 
 
 def placement(data: bytes, window: Window) -> str:
@@ -175,8 +183,7 @@ def placement(data: bytes, window: Window) -> str:
     days = dtstart_days(data)
     if not days:
         return "inside"
-    low = (window.start - timedelta(days=1)).strftime("%Y%m%d").encode()
-    high = (window.end + timedelta(days=1)).strftime("%Y%m%d").encode()
+    low, high = _raw_bounds(window)
     if all(day < low for day in days):
         return "before"
     if all(day > high for day in days):

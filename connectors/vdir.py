@@ -68,11 +68,15 @@ def read_regular(path: Path | str, limit: int = MAX_FILE_BYTES) -> bytes:
             raise NotRegularError(f"{name}: larger than {limit} bytes")
         chunks = []
         size = 0
-        while chunk := os.read(fd, 65536):
+        ask = info.st_size + 1  # one read, when the file is as long as fstat says
+        while chunk := os.read(fd, ask):
             size += len(chunk)
             if size > limit:
                 raise NotRegularError(f"{name}: larger than {limit} bytes")
             chunks.append(chunk)
+            if size == info.st_size:
+                break  # all of it: a file that had grown would have given more than asked
+            ask = 65536
         return b"".join(chunks)
     finally:
         os.close(fd)

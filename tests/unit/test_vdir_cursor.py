@@ -73,3 +73,16 @@ def test_changed_and_removed_files_are_seen(tmp_path: Path) -> None:
     assert list(again.changed) == [NAMES[0]] and again.removed == {NAMES[1]}
     assert again.changed[NAMES[0]][0].start == local("2026-03-03 10:00")
     assert again.changed[NAMES[0]][0].end - again.changed[NAMES[0]][0].start == timedelta(minutes=50)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 65536, 65537, 300_000])
+def test_read_regular_reads_whole_files(tmp_path: Path, size: int) -> None:
+    """A file of any size comes back whole; one over the limit is refused."""
+    path = tmp_path / "x.ics"
+    data = bytes(i % 251 for i in range(size))
+    path.write_bytes(data)
+    assert connectors.vdir.read_regular(path) == data
+    assert connectors.vdir.read_regular(str(path)) == data
+    if size:
+        with pytest.raises(connectors.vdir.NotRegularError):
+            connectors.vdir.read_regular(path, limit=size - 1)
