@@ -10,7 +10,8 @@ folder (by device and inode) before anything is written.
 The sink remembers what it read from each reminder file in `state_dir/vdir-reminders.json`
 (0600), under the file's size, mtime, ctime and inode: a pass in which no reminder file changed
 neither parses one nor imports icalendar (start-up, docs/design.md). The files stay the truth:
-any change to one of the four, or a file newer than `_SETTLED_NS`, is read again.
+any change to one of the four, or a file newer than `_SETTLED_NS`, is read again. The memo is
+written by `sweep()`, which only a writing pass calls, under the run lock.
 """
 
 from __future__ import annotations
@@ -261,12 +262,15 @@ class VdirSink(Capabilities):
             self.folders["task"] = reminders.tasks_path
         self.skipped = 0  # special or oversized files passed over by managed()
         self.memo_path: Path | None = settings.state_dir / MEMO_NAME
+        self._learnt: dict[str, Any] | None = None  # what the last listing read, until sweep() keeps it
 
     def kinds(self) -> frozenset[ItemKind]:
         return frozenset(self.folders)
 
     def sweep(self) -> int:
-        """Remove temporary files a killed pass left behind (the caller holds the run lock)."""
+        """Remove temporary files a killed pass left behind, and keep what the listing read in
+        the memo (the caller holds the run lock: only a pass that writes calls this, never
+        `plan`, `status` or `check`, which write nothing)."""
         removed = 0
         for folder in self.folders.values():
             if folder.is_dir():
@@ -274,6 +278,9 @@ class VdirSink(Capabilities):
                     with contextlib.suppress(FileNotFoundError):
                         leftover.unlink()
                         removed += 1
+        if self._learnt is not None:
+            self._save_memo(self._learnt)
+            self._learnt = None
         return removed
 
     def _folder(self, kind: ItemKind) -> Path:
@@ -327,8 +334,7 @@ class VdirSink(Capabilities):
                 item = self._item(entry, memo, kept)
                 if item is not None and item.kind in self.folders:
                     yield item
-        if kept != memo:
-            self._save_memo(kept)
+        self._learnt = kept if kept != memo else None
 
     def _item(self, entry: os.DirEntry[str], memo: dict[str, Any], kept: dict[str, Any]) -> Managed | None:
         """The item in one file: from the memo when its stamp is unchanged, else read and parsed."""

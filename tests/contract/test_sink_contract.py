@@ -18,7 +18,7 @@ from tests.fakes.memory import MemorySink
 from tests.practice import Practice
 from worker.config import load_settings
 from worker.errors import ConflictError
-from worker.model import ClientId, Reason, Reminder, reminder_key
+from worker.model import ClientId, Managed, Reason, Reminder, reminder_key
 
 START = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 
@@ -132,6 +132,15 @@ class TestVdirSinkFromMemo(TestVdirSink):
         practice = Practice(tmp_path)
         settings = load_settings(practice.config)
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        sink = VdirSink(settings, settings.reminders)
+        sink = _Remembering(settings, settings.reminders)
         yield sink
         sink.close()
+
+
+class _Remembering(VdirSink):
+    """Keeps the memo after every listing, as a pass does when it sweeps after its listing."""
+
+    def managed(self) -> Iterator[Managed]:
+        items = list(super().managed())
+        self.sweep()
+        return iter(items)

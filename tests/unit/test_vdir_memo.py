@@ -52,7 +52,9 @@ def _fill(sink: VdirSink, monkeypatch: pytest.MonkeyPatch) -> list[Managed]:
     done = sink.create(_reminder("task", "b"))
     task = next(i for i in sink.managed() if i.ref == done.ref)
     sink.withdraw(task, note="resolved", delete=False)
-    return list(sink.managed())
+    items = list(sink.managed())
+    sink.sweep()  # as a pass does after its listing: the memo is written
+    return items
 
 
 def _no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,9 +97,20 @@ def test_new_files_are_not_remembered(sink: VdirSink) -> None:
     """A file written within the last seconds is read again next pass, not remembered."""
     sink.create(_reminder("event", "a"))
     assert len(list(sink.managed())) == 1
+    sink.sweep()
     memo = sink.memo_path
     assert memo is not None
     assert not memo.exists() or json.loads(memo.read_text())["files"] == {}
+
+
+def test_listing_alone_writes_no_memo(sink: VdirSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a writing pass (which sweeps) keeps the memo: plan, status and check write nothing."""
+    monkeypatch.setattr(connectors.vdir, "_SETTLED_NS", -1)
+    sink.create(_reminder("event", "a"))
+    assert len(list(sink.managed())) == 1
+    assert sink.memo_path is not None and not sink.memo_path.exists()
+    sink.sweep()
+    assert sink.memo_path.exists()
 
 
 def test_a_damaged_memo_is_ignored_and_replaced(sink: VdirSink, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,6 +129,7 @@ def test_a_damaged_memo_is_ignored_and_replaced(sink: VdirSink, monkeypatch: pyt
     ):
         memo.write_bytes(damaged)
         assert list(sink.managed()) == fresh
+        sink.sweep()
     assert json.loads(memo.read_text()) == good
 
 
@@ -127,4 +141,5 @@ def test_no_memo_without_a_state_folder(tmp_path: Path, monkeypatch: pytest.Monk
     sink = VdirSink(settings, settings.reminders)
     sink.create(_reminder("event", "a"))
     assert len(list(sink.managed())) == 1
+    sink.sweep()
     assert not settings.state_dir.exists() and not (settings.state_dir / MEMO_NAME).exists()
