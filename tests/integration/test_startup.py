@@ -75,10 +75,10 @@ def test_vdir_pass_imports_no_network_library(tmp_path: Path) -> None:
 
 
 def test_warm_vdir_pass_skips_onboarding_and_the_expander(tmp_path: Path) -> None:
-    """A pass with nothing changed imports neither onboarding nor recurring_ical_events; a cold one expands."""
+    """A pass with nothing changed imports neither onboarding, the expander nor difflib; a cold one expands."""
     practice = Practice(tmp_path / "practice")
     practice.add("a", vevent("a", "Avery Quinn", local("2026-03-03 10:00"), rrule="FREQ=WEEKLY;COUNT=3"))
-    lazy = ("worker.onboarding", "recurring_ical_events", "x_wr_timezone", "click")
+    lazy = ("worker.onboarding", "recurring_ical_events", "x_wr_timezone", "click", "difflib")
     cold = _pass_modules(practice)
     assert "recurring_ical_events" in cold and _loaded(cold, ("worker.onboarding",)) == []
     assert _loaded(_pass_modules(practice), lazy) == []
