@@ -6,18 +6,18 @@ recurring-ical-events, so behaviour is the same on every server; expansion is bo
 
 Slightly over ~400 lines: parsing (with its recurrence bounds) and writing share the
 property names and UID rules.
+
+icalendar is imported by the functions that parse or write, not with this module: a pass in
+which no calendar file changed never needs it (start-up; tests/integration/test_startup.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
-
-import icalendar
-from icalendar import Alarm, Calendar, Todo
-from icalendar import Event as VEvent
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import DataError
 from worker.identity import item_uid, parse_uid
@@ -32,6 +32,10 @@ from worker.model import (
     ReminderKey,
     Window,
 )
+
+if TYPE_CHECKING:
+    import icalendar
+    from icalendar import Calendar
 
 PRODID = "-//callsheet//reminders//EN"
 KEY_PROP = "X-CALLSHEET-KEY"
@@ -137,22 +141,33 @@ _MULTIPLIERS = ("BYMONTH", "BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY", "BYHO
 
 # -- a cheap look at raw text, before parsing (vdir and CalDAV share it) ----------------------
 
-_RECURRING_HINTS = (b"RRULE", b"RDATE", b"RECURRENCE-ID")
+_RECURRING_HINTS = re.compile(rb"RRULE|RDATE|RECURRENCE-ID")
 _DTSTART_DAY = re.compile(rb"^DTSTART[^:\r\n]*:(\d{8})", re.MULTILINE)
 # Time zone definitions carry RRULEs and DTSTARTs of their own: they say nothing about events.
 _VTIMEZONE = re.compile(rb"^BEGIN:VTIMEZONE.*?^END:VTIMEZONE\r?\n?", re.MULTILINE | re.DOTALL)
 
 
+def _without_zones(data: bytes) -> bytes:
+    return _VTIMEZONE.sub(b"", data) if b"BEGIN:VTIMEZONE" in data else data
+
+
 def is_recurring(data: bytes) -> bool:
     """True when the object holds a series (time zone rules do not count)."""
-    body = _VTIMEZONE.sub(b"", data)
-    return any(hint in body for hint in _RECURRING_HINTS)
+    return _RECURRING_HINTS.search(_without_zones(data)) is not None
 
 
 def dtstart_days(data: bytes) -> list[bytes]:
     """The raw DTSTART dates (YYYYMMDD) of the object's components, time zone rules left out."""
-    days: list[bytes] = _DTSTART_DAY.findall(_VTIMEZONE.sub(b"", data))
+    days: list[bytes] = _DTSTART_DAY.findall(_without_zones(data))
     return days
+
+
+@functools.lru_cache(maxsize=8)
+def _raw_bounds(window: Window) -> tuple[bytes, bytes]:
+    """The window's first and last day as raw DTSTART dates, with a day of slack each side."""
+    low = (window.start - timedelta(days=1)).strftime("%Y%m%d").encode()
+    high = (window.end + timedelta(days=1)).strftime("%Y%m%d").encode()
+    return low, high
 
 
 def placement(data: bytes, window: Window) -> str:
@@ -168,8 +183,7 @@ def placement(data: bytes, window: Window) -> str:
     days = dtstart_days(data)
     if not days:
         return "inside"
-    low = (window.start - timedelta(days=1)).strftime("%Y%m%d").encode()
-    high = (window.end + timedelta(days=1)).strftime("%Y%m%d").encode()
+    low, high = _raw_bounds(window)
     if all(day < low for day in days):
         return "before"
     if all(day > high for day in days):
@@ -248,6 +262,8 @@ def parse_calendar(
     Raises:
         DataError: the object is not iCalendar, or an event in it cannot be read.
     """
+    from icalendar import Calendar
+
     try:
         calendar = Calendar.from_ical(data)
     except (ValueError, IndexError, KeyError, UnicodeDecodeError) as exc:
@@ -258,20 +274,12 @@ def parse_calendar(
         raise
     except Exception as exc:
         raise DataError(f"unreadable event properties ({type(exc).__name__})", item=item) from exc
-    import recurring_ical_events  # with x_wr_timezone and click: only when a file changed
-
     try:
-        query = recurring_ical_events.of(calendar, skip_bad_series=False)
-        # One bounded query for the whole window: `after()` re-walks each series from its
-        # first instance for every step it takes, which is quadratic (a daily series took a
-        # second, an hourly one minutes). Rules finer than hourly were refused above, so the
-        # window bounds the work.
-        occurrences = query.between(window.start, window.end)
-        if len(occurrences) > 2 * MAX_OCCURRENCES:
-            raise DataError("too many occurrences in the window", item=item)
+        spans = _one_off_spans(calendar, data, window)
+        if spans is None:
+            spans = _expanded_spans(calendar, window, item)
         out: list[Event] = []
-        for occurrence in occurrences:
-            start_value = occurrence["DTSTART"].dt
+        for component, start_value, end_value in spans:
             if isinstance(start_value, datetime):
                 start = _aware(start_value, tz)
             else:
@@ -280,30 +288,27 @@ def parse_calendar(
                 continue
             if not isinstance(start_value, datetime):
                 continue  # all-day: not an appointment
-            if "DTEND" in occurrence or "DURATION" in occurrence:
-                end = _aware(occurrence.end, tz) if isinstance(occurrence.end, datetime) else start
-                if end <= start:
-                    end = start + default_length
-            else:
+            end = _aware(end_value, tz) if isinstance(end_value, datetime) else start
+            if end <= start:
                 end = start + default_length
-            uid = _text(occurrence, "UID")
+            uid = _text(component, "UID")
             out.append(
                 Event(
                     uid=uid,
-                    recurrence_id=_rid_text(occurrence["RECURRENCE-ID"], tz)
-                    if uid in masters and "RECURRENCE-ID" in occurrence
+                    recurrence_id=_rid_text(component["RECURRENCE-ID"], tz)
+                    if uid in masters and "RECURRENCE-ID" in component
                     else "",
                     start=start,
                     end=end,
-                    summary=_text(occurrence, "SUMMARY"),
-                    description=_text(occurrence, "DESCRIPTION"),
-                    categories=_categories(occurrence),
-                    status=_status(occurrence),
-                    attendees=_attendees(occurrence),
-                    color=_text(occurrence, "COLOR"),
-                    created=_opt_dt(occurrence, "CREATED", tz),
-                    last_modified=_opt_dt(occurrence, "LAST-MODIFIED", tz),
-                    transparent=_text(occurrence, "TRANSP").upper() == "TRANSPARENT",
+                    summary=_text(component, "SUMMARY"),
+                    description=_text(component, "DESCRIPTION"),
+                    categories=_categories(component),
+                    status=_status(component),
+                    attendees=_attendees(component),
+                    color=_text(component, "COLOR"),
+                    created=_opt_dt(component, "CREATED", tz),
+                    last_modified=_opt_dt(component, "LAST-MODIFIED", tz),
+                    transparent=_text(component, "TRANSP").upper() == "TRANSPARENT",
                     item=item,
                     source=source,
                 )
@@ -316,7 +321,77 @@ def parse_calendar(
         raise DataError(f"cannot expand events ({type(exc).__name__})", item=item) from exc
 
 
+# (the component an occurrence's properties come from, its start, its end)
+_Span = tuple["icalendar.cal.Component", date | datetime, date | datetime]
+
+
+def _expanded_spans(calendar: Calendar, window: Window, item: str) -> list[_Span]:
+    """The occurrences recurring-ical-events gives inside the window."""
+    import recurring_ical_events  # with x_wr_timezone and click: only when a file changed
+
+    query = recurring_ical_events.of(calendar, skip_bad_series=False)
+    # One bounded query for the whole window: `after()` re-walks each series from its
+    # first instance for every step it takes, which is quadratic (a daily series took a
+    # second, an hourly one minutes). Rules finer than hourly were refused above, so the
+    # window bounds the work.
+    occurrences = query.between(window.start, window.end)
+    if len(occurrences) > 2 * MAX_OCCURRENCES:
+        raise DataError("too many occurrences in the window", item=item)
+    # the expander sets DTEND on every occurrence (from DURATION, or DTSTART when neither is there)
+    return [
+        (o, o["DTSTART"].dt, o.end if "DTEND" in o or "DURATION" in o else o["DTSTART"].dt)
+        for o in occurrences
+    ]
+
+
+# Raw-text signs that an object needs the expander even without a recurrence: EXDATE can
+# remove the only instance, X-WR-TIMEZONE moves times into another zone.
+_EXPANDER_ONLY = (b"EXDATE", b"X-WR-TIMEZONE")
+
+
+def _one_off_spans(calendar: Calendar, data: bytes, window: Window) -> list[_Span] | None:
+    """The events of an object without recurrences that lie in the window, exactly as the
+    expander would give them, without its per-series machinery (most objects of a practice are
+    single sessions: parse once, no copies). None for anything else: the caller expands it.
+    """
+    zone = window.start.tzinfo
+    if zone is None or is_recurring(data) or any(mark in data for mark in _EXPANDER_ONLY):
+        return None
+    out: list[_Span] = []
+    uids: set[str] = set()
+    for component in calendar.walk("VEVENT"):
+        uid = _text(component, "UID")
+        if uid in uids:
+            return None
+        uids.add(uid)
+        first: Any = component["DTSTART"]
+        start = first.dt
+        if not isinstance(start, datetime):
+            return None  # all-day, or a time the expander would convert
+        stop: Any = component.get("DTEND")
+        length: Any = component.get("DURATION")
+        if stop is not None:
+            end = stop.dt
+            if not isinstance(end, datetime) or end.tzinfo is not start.tzinfo:
+                return None  # an end in another zone: the expander converts it
+        elif length is not None:
+            if not isinstance(length.dt, timedelta):
+                return None
+            end = start + length.dt
+        else:
+            end = start
+        if start > end:
+            start, end = end, start  # as the expander orders them
+        # the expander's test (stops exclusive), floating times read in the window's zone
+        low, high = _aware(start, zone), _aware(end, zone)
+        if (window.start <= low < window.end) if low == high else (low < window.end and window.start < high):
+            out.append((component, start, end))
+    return out
+
+
 def _calendar() -> Calendar:
+    from icalendar import Calendar
+
     cal = Calendar()  # not Calendar.new(): that adds a random UID to every file
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -338,6 +413,9 @@ def build_item(reminder: Reminder, *, stamp: datetime, alarm_minutes: int = 0) -
     Its UID carries the key, kind and generation (`worker.identity.item_uid`); the alarm rings
     `alarm_minutes` before the start.
     """
+    from icalendar import Alarm, Todo
+    from icalendar import Event as VEvent
+
     cal = _calendar()
     start = reminder.start.astimezone(UTC)
     if reminder.kind == "event":
@@ -380,6 +458,8 @@ def read_item(data: bytes, *, ref: str, etag: str = "", name: ItemName | None = 
     `name` is what the item's resource name says (`worker.identity.parse_file_name`); the UID,
     owner mark and generation are read from the item itself.
     """
+    from icalendar import Calendar
+
     try:
         component = _ours(Calendar.from_ical(data))
     except (ValueError, IndexError, KeyError):
@@ -416,6 +496,8 @@ def read_item(data: bytes, *, ref: str, etag: str = "", name: ItemName | None = 
 
 
 def _rewrite(data: bytes, change: Any) -> bytes:
+    from icalendar import Calendar
+
     calendar = Calendar.from_ical(data)
     component = _ours(calendar)
     if component is None:

@@ -10,7 +10,6 @@ together, so the config has one source of truth (docs/design.md "Extensions to t
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
@@ -43,6 +42,11 @@ from worker.model import Client, ClientId
 
 if TYPE_CHECKING:
     from worker.accounts_db import SecretStore
+
+# pydantic looks for plugins in the entry points of every installed distribution when it builds
+# the first model below; callsheet uses none, and a cron pass would pay for that scan each time.
+# A plugin a deployment really wants still loads when PYDANTIC_DISABLE_PLUGINS is set otherwise.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 # The name of the one account of a single-calendar config (its state stays in state_dir itself).
 DEFAULT_ACCOUNT = "default"
@@ -80,7 +84,10 @@ Clock = Annotated[time, BeforeValidator(_clock)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built when first validated, not at import: the base classes (_Account, SourceSettings,
+    # ReminderSettings) are never validated themselves, and the nested models are built once,
+    # inside _ConfigFile's schema. Defaults below use model_construct for the same reason.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class OfficeHours(_Strict):
@@ -104,7 +111,7 @@ class PracticeSettings(_Strict):
     timezone: str
     therapist_name: str = ""
     callback_number: str = ""
-    office_hours: OfficeHours = OfficeHours()
+    office_hours: OfficeHours = Field(default_factory=OfficeHours.model_construct)
 
     @field_validator("timezone")
     @classmethod
@@ -325,9 +332,9 @@ class _ConfigFile(_Strict):
     practice: PracticeSettings
     source: Source
     reminders: Reminders
-    rules: RuleSettings = RuleSettings()
-    markers: MarkerSettings = MarkerSettings()
-    run: RunSettings = RunSettings()
+    rules: RuleSettings = Field(default_factory=RuleSettings.model_construct)
+    markers: MarkerSettings = Field(default_factory=MarkerSettings.model_construct)
+    run: RunSettings = Field(default_factory=RunSettings.model_construct)
 
 
 class _ClientEntry(_Strict):
@@ -523,6 +530,8 @@ def _model_at(keys: list[str], root: type[BaseModel]) -> type[BaseModel] | None:
 
 
 def _did_you_mean(keys: list[str], root: type[BaseModel]) -> str:
+    import difflib  # only for a mistyped key: a pass with a good config never needs it
+
     model = _model_at(keys, root)
     if model is None or not keys:
         return ""

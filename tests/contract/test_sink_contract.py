@@ -18,7 +18,7 @@ from tests.fakes.memory import MemorySink
 from tests.practice import Practice
 from worker.config import load_settings
 from worker.errors import ConflictError
-from worker.model import ClientId, Reason, Reminder, reminder_key
+from worker.model import ClientId, Managed, Reason, Reminder, reminder_key
 
 START = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 
@@ -118,3 +118,29 @@ class TestVdirSink(SinkContract):
         (path,) = (tmp_path / "out" / "calls").glob("callsheet-*.ics")
         assert path.stat().st_mode & 0o777 == 0o600
         assert path.name == f"callsheet-{reminder().key}-e1.ics"
+
+
+class TestVdirSinkFromMemo(TestVdirSink):
+    """The vdir sink once more, with every file remembered at once: each listing after the
+    first comes from state_dir/vdir-reminders.json, and the contract must still hold."""
+
+    @pytest.fixture
+    def sink(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
+        import connectors.vdir
+
+        monkeypatch.setattr(connectors.vdir, "_SETTLED_NS", -1)
+        practice = Practice(tmp_path)
+        settings = load_settings(practice.config)
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        sink = _Remembering(settings, settings.reminders)
+        yield sink
+        sink.close()
+
+
+class _Remembering(VdirSink):
+    """Keeps the memo after every listing, as a pass does when it sweeps after its listing."""
+
+    def managed(self) -> Iterator[Managed]:
+        items = list(super().managed())
+        self.sweep()
+        return iter(items)

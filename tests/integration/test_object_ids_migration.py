@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.integration.conftest import PgServer
 from worker import state as state_mod
 from worker import state_pg
-from worker.object_ids import VDIR_CURSOR, object_id
+from worker.object_ids import VDIR_CURSOR, object_id, unpack_stamps
 from worker.state import TABLES, Rows, State, dump_rows, load_rows, upgrade_object_rows
 
 SOURCES = ("practice", "second")
@@ -109,7 +109,9 @@ def _check(old: Rows, new: Rows) -> None:
     for (_, text, _), (_, was, _) in zip(sorted(new["cursors"]), sorted(old["cursors"]), strict=True):
         cursor, before = json.loads(str(text)), json.loads(str(was))
         assert cursor["v"] == VDIR_CURSOR
-        assert cursor["files"] == {object_id(n): s for n, s in before["files"].items()}
+        assert unpack_stamps(cursor["files"]) == {
+            object_id(n): f"{s[0]}/{s[1]}" for n, s in before["files"].items()
+        }
         assert cursor["revisit"] == sorted(object_id(n) for n in before["revisit"])
     assert sorted(upgrade_object_rows(old)["occurrences"], key=repr) == mapped  # `plan`'s in-memory upgrade
 
