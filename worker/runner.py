@@ -453,6 +453,38 @@ def check_peer_sources(settings: Settings, accounts: Sequence[Settings]) -> None
             )
 
 
+def read_ahead(settings: Settings, now: datetime, accept: Accept = NO_ACCEPT) -> None:
+    """Read one account's calendar into its state (under its lock), as a pass would, without
+    planning or writing reminders. Never raises: whatever fails here fails again in the pass
+    that follows, which reports it."""
+    structlog.contextvars.bind_contextvars(account=settings.account)
+    try:
+        with lock_for(settings):
+            state = open_state(settings)
+            try:
+                last = state.last_pass()
+                if last is not None and now < last - CLOCK_SLACK:
+                    return  # the pass refuses this clock, and says so
+                source = open_source(settings, settings.source)
+                try:
+                    sync_source(
+                        source,
+                        settings,
+                        state,
+                        Roster.of(settings.clients),
+                        now,
+                        accept_loss=accept.source_loss,
+                    )
+                finally:
+                    source.close()
+            finally:
+                state.close()
+    except Exception as exc:  # noqa: BLE001 - reported by the pass itself
+        log.info("read_ahead.failed", error=type(exc).__name__)
+    finally:
+        structlog.contextvars.unbind_contextvars("account")
+
+
 def run_accounts(
     accounts: Sequence[Settings],
     now: datetime,
@@ -466,6 +498,13 @@ def run_accounts(
     `everyone`: all accounts of the config (the peers; default `accounts`)."""
     everyone = everyone or accounts
     workers = max(1, min(accounts[0].run.concurrency, len(accounts)))
+    # Accounts that share a roster see each other's appointments as each one's last read stored
+    # them: read all their calendars first, so that no pass plans on a peer's calendar of the
+    # previous pass (a client who moved to another clinician would get a false call).
+    ahead = [a for a in accounts if peers_of(a, accounts)]
+    if ahead:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
+            list(pool.map(lambda a: read_ahead(a, now, accept), ahead))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="account") as pool:
         futures = [
             pool.submit(

@@ -143,12 +143,30 @@ def test_a_client_who_moved_to_another_clinician_is_one_client(
     _, alone = lines(capsys, config, "--account", "rivera")
     assert [(x["client"], x["reason"]) for x in alone] == [("c003", "not_rebooked")]
     book(tmp_path, "okafor", "appt-o9", "Cameron Tate", "2026-03-12 14:00")
-    run_once(capsys, config)
+    run_once(capsys, config, "--account", "okafor")  # okafor's pass stores the booking
     _, moved = lines(capsys, config)
-    # the call is withdrawn (its event and its task), and okafor has nothing to call about
+    # rivera's call would be withdrawn (its event and its task), and okafor has nothing to call about
     assert [(x["account"], x["client"], x["reason"], x["state"]) for x in moved] == [
         ("rivera", "c003", "not_rebooked", "resolved")
     ] * 2
+    code, out, _ = run_once(capsys, config)
+    assert code == 0 and "rivera: 0 calls due; 0 reminders written, 0 updated, 2 withdrawn" in out
+    assert lines(capsys, config)[1] == []
+
+
+def test_one_at_a_time_every_pass_sees_the_peers_calendar_of_this_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Passes one after the other (rivera first): rivera's pass already knows the booking okafor's
+    calendar got since the last pass, so the moved client's call is withdrawn in that same run."""
+    config = group(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8") + "\n[run]\nconcurrency = 1\n", encoding="utf-8")
+    book(tmp_path, "rivera", "appt-r0", "Cameron Tate", "2026-02-27 10:00")
+    run_once(capsys, config)
+    book(tmp_path, "okafor", "appt-o9", "Cameron Tate", "2026-03-12 14:00")
+    code, out, _ = run_once(capsys, config)
+    assert code == 0 and "rivera: 0 calls due; 0 reminders written, 0 updated, 2 withdrawn" in out
+    assert lines(capsys, config)[1] == []
 
 
 def test_a_broken_account_never_reaches_the_healthy_one(
