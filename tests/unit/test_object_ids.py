@@ -17,6 +17,7 @@ from worker.object_ids import (
     caldav_object_id,
     google_object_id,
     object_id,
+    pack_stamps,
     upgrade_cursor,
 )
 
@@ -50,10 +51,12 @@ def test_vdir_cursor_of_schema_2_is_upgraded() -> None:
     }
     assert upgrade_cursor(old) == {
         "v": VDIR_CURSOR,
-        "files": {
-            object_id("Avery Quinn.ics"): [812, 1770000000000000000],
-            object_id("weekly.ics"): [900, 1770000001000000000],
-        },
+        "files": pack_stamps(
+            {
+                object_id("Avery Quinn.ics"): "812/1770000000000000000",
+                object_id("weekly.ics"): "900/1770000001000000000",
+            }
+        ),
         "revisit": [object_id("weekly.ics")],
         "window": WINDOW,
     }
