@@ -20,7 +20,9 @@ pass (the server's cost, not the worker's). Every account is passed once before 
 process), so each measured pass is warm and idle (nothing to write).
 
 `CALLSHEET_BENCH_PROFILE=FILE` runs one extra warm cycle of every account in this process under
-cProfile and writes the stats to FILE (read them with `python -m pstats FILE`).
+cProfile (CPU time) and writes the stats to FILE.KIND (read them with `python -m pstats`);
+`CALLSHEET_BENCH_WORKER_PROFILE=DIR` runs each worker's main thread (the queue's event loop)
+under cProfile, its stats in DIR.
 """
 
 from __future__ import annotations
@@ -61,6 +63,20 @@ ROSTER = (
 )
 DAV_USER = "bench"
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+# `python -c PROFILED_WORKER OUT worker.cli ARGS…`: the worker's main thread under cProfile,
+# counting that thread's CPU only (the passes run in other threads)
+PROFILED_WORKER = """
+import cProfile, sys, time
+out = sys.argv[1]
+from worker.cli import main
+profiler = cProfile.Profile(time.thread_time)
+profiler.enable()
+try:
+    main(sys.argv[3:])
+finally:
+    profiler.disable()
+    profiler.dump_stats(out)
+"""
 
 
 def event(uid: str, title: str, start: datetime) -> str:
@@ -296,8 +312,26 @@ class Cycle:
     passes: int
 
 
-def _log_lines(log: Path) -> list[str]:
-    return [line for line in log.read_text(errors="replace").splitlines() if line.startswith("{")]
+class Tail:
+    """What a worker has logged so far, read incrementally (the bench shares the CPUs it measures)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.started = False
+        self.done = 0
+
+    def poll(self) -> None:
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next poll
+        self.offset += end
+        for line in chunk[:end].splitlines():
+            if b'"fleet.started"' in line:
+                self.started = True
+            elif b'"fleet.pass_done"' in line and json.loads(line).get("status") == "ok":
+                self.done += 1
 
 
 def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, server: int | None) -> Cycle:
@@ -308,13 +342,17 @@ def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, se
     server_before = proc_cpu(server) if server else 0.0
     started = time.monotonic()
     procs = []
+    profile_dir = os.environ.get("CALLSHEET_BENCH_WORKER_PROFILE")
     for log in logs:
+        # the worker's main thread (the queue's event loop) under cProfile: what a pass costs
+        # beyond `account_pass`, which runs in the worker's threads
+        prefix = ["-c", PROFILED_WORKER, f"{profile_dir}/{log.stem}.prof"] if profile_dir else ["-m"]
         with log.open("wb") as out:
             procs.append(
                 subprocess.Popen(
                     [
                         sys.executable,
-                        "-m",
+                        *prefix,
                         "worker.cli",
                         "--config",
                         str(config),
@@ -331,19 +369,16 @@ def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, se
                 )
             )
     up: dict[int, float] = {}  # worker -> its CPU when it logged fleet.started
-    done = 0
-    while done < len(accounts):
-        done = 0
-        for k, log in enumerate(logs):
-            lines = _log_lines(log)
-            if k not in up and any('"fleet.started"' in line for line in lines):
+    tails = [Tail(log) for log in logs]
+    while sum(t.done for t in tails) < len(accounts):
+        for k, tail in enumerate(tails):
+            tail.poll()
+            if tail.started and k not in up:
                 up[k] = proc_cpu(procs[k].pid)
-            done += sum(
-                1 for line in lines if '"fleet.pass_done"' in line and json.loads(line).get("status") == "ok"
-            )
         if any(p.poll() is not None for p in procs):
             raise SystemExit(f"a worker exited early; see {folder}")
         time.sleep(0.01)
+    done = sum(t.done for t in tails)
     wall = time.monotonic() - started
     server_cpu = proc_cpu(server) - server_before if server else 0.0
     cpu = 0.0
@@ -440,7 +475,9 @@ def bench_kind(
                 label = f"one process per account ({len(names)})"
                 results.setdefault(label, []).append(cron_way(config, names, pid))
         what = "local-folder" if kind == "vdir" else "CalDAV (one Radicale)"
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\n{args.accounts} idle {what} accounts, warm passes; medians of {args.repeat} cycles")
+        print(f"(load average after: {load})")
         header = f"{'way':<30}{'wall s':>8}{'passes/s':>10}{'CPU ms':>10}{'serving':>10}"
         print(header + (f"{'server':>10}" if kind == "caldav" else ""))
         rates = {}
