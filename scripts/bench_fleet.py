@@ -18,8 +18,9 @@ start-up CPU is reported apart, per worker), then one pass of every account is q
 and the cycle ends when the last is done. The cron way is `--cron` accounts, one process each,
 start-up included (that is its cost). Prints, per kind and way of running, the median over
 `--repeat` cycles of: wall time, passes per second, CPU per pass (user + system), the workers'
-start-up CPU, and Radicale's CPU per pass (the server's cost, not the worker's). Every account
-is passed once before (cold, in this process), so each measured pass is warm and idle.
+start-up CPU, and the servers' CPU per pass (Radicale's, and PostgreSQL's with its backends
+when the script started it): their cost, not the worker's. Every account is passed once before
+(cold, in this process), so each measured pass is warm and idle.
 
 `CALLSHEET_BENCH_PROFILE=FILE` runs one extra warm cycle of every account in this process under
 cProfile (CPU time) and writes the stats to FILE.KIND (read them with `python -m pstats`);
@@ -97,6 +98,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a server process and of its live children (PostgreSQL's backends; the
+    ones that exited are in the parent's reaped-children counters)."""
+    total = proc_cpu(pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    total += proc_cpu(int(entry.name))
+    return total
+
+
 def proc_cpu(pid: int) -> float:
     """CPU seconds (user + system) a running process has used so far, its reaped children's too."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -134,8 +147,9 @@ def _pg_user() -> str | None:
 
 
 @contextlib.contextmanager
-def own_postgres() -> Iterator[str]:
-    """A throw-away PostgreSQL on 127.0.0.1 (fsync on, as in production); yields its admin URL."""
+def own_postgres() -> Iterator[tuple[str, int]]:
+    """A throw-away PostgreSQL on 127.0.0.1 (fsync on, as in production); yields its admin URL
+    and the postmaster's process id."""
     import pwd
 
     user = _pg_user()
@@ -169,8 +183,9 @@ def own_postgres() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
     try:
-        yield f"postgresql://bench@127.0.0.1:{port}/postgres"
+        yield f"postgresql://bench@127.0.0.1:{port}/postgres", postmaster
     finally:
         subprocess.run(
             as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"), capture_output=True
@@ -309,7 +324,7 @@ class Cycle:
 
     wall: float
     cpu: float
-    server_cpu: float
+    servers: dict[str, float]
     passes: int
     startup: float = 0.0
 
@@ -339,7 +354,10 @@ class Tail:
                     self.done.add(event["account"])
 
 
-def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, server: int | None) -> Cycle:
+Meters = dict[str, Callable[[], float]]  # a server's name -> its CPU seconds so far
+
+
+def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, meters: Meters) -> Cycle:
     """`n` running workers serving one queued pass of every account: started first (their
     start-up measured apart), then the passes queued at once and the cycle timed until the last
     one is done."""
@@ -386,7 +404,7 @@ def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, se
             watch()
         time.sleep(1.0)  # each worker connects to the queue and listens
         startup = sum(proc_cpu(p.pid) for p in procs)
-        server_before = proc_cpu(server) if server else 0.0
+        servers = {name: meter() for name, meter in meters.items()}
         since = time.time()
         for tail in tails:
             tail.since = since
@@ -396,8 +414,8 @@ def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, se
             watch()
         wall = time.monotonic() - started
         cpu = sum(proc_cpu(p.pid) for p in procs) - startup
-        server_cpu = proc_cpu(server) - server_before if server else 0.0
-        return Cycle(wall, cpu, server_cpu, len(accounts), startup / n)
+        servers = {name: meter() - servers[name] for name, meter in meters.items()}
+        return Cycle(wall, cpu, servers, len(accounts), startup / n)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -410,10 +428,10 @@ def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, se
                 p.wait()
 
 
-def cron_way(config: Path, names: list[str], server: int | None) -> Cycle:
+def cron_way(config: Path, names: list[str], meters: Meters) -> Cycle:
     """One `callsheet run --once` process per account, each with a config of its own account."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_before = proc_cpu(server) if server else 0.0
+    servers = {name: meter() for name, meter in meters.items()}
     started = time.monotonic()
     for name in names:
         subprocess.run(
@@ -431,10 +449,10 @@ def cron_way(config: Path, names: list[str], server: int | None) -> Cycle:
             cwd=ROOT,
         )
     wall = time.monotonic() - started
-    server_cpu = proc_cpu(server) - server_before if server else 0.0
+    servers = {name: meter() - servers[name] for name, meter in meters.items()}
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Cycle(wall, cpu, server_cpu, len(names))
+    return Cycle(wall, cpu, servers, len(names))
 
 
 def profile_in_process(accounts: list[Settings], out: str) -> None:
@@ -453,22 +471,21 @@ def profile_in_process(accounts: list[Settings], out: str) -> None:
     print(f"(cProfile of {len(accounts)} warm passes in {out})")
 
 
-def median_row(label: str, cycles: list[Cycle], kind: str) -> tuple[str, float]:
+def median_row(label: str, cycles: list[Cycle]) -> tuple[str, float]:
     wall = statistics.median(c.wall for c in cycles)
     rate = statistics.median(c.passes / c.wall for c in cycles)
     cpu = statistics.median(c.cpu / c.passes for c in cycles) * 1000
     startup = statistics.median(c.startup for c in cycles)
-    server = statistics.median(c.server_cpu / c.passes for c in cycles) * 1000
     row = f"{label:<30}{wall:>8.2f}{rate:>10.1f}{cpu:>10.1f}" + (
         f"{startup:>10.2f}" if startup else f"{'-':>10}"
     )
-    if kind == "caldav":
-        row += f"{server:>10.1f}"
+    for name in cycles[0].servers:
+        row += f"{statistics.median(c.servers[name] / c.passes for c in cycles) * 1000:>12.1f}"
     return row, rate
 
 
 def bench_kind(
-    kind: str, args: argparse.Namespace, folder: Path, state_url: str, cleanup: Callable[[], None]
+    kind: str, args: argparse.Namespace, folder: Path, state_url: str, postmaster: int | None
 ) -> None:
     root = folder / kind
     root.mkdir()
@@ -484,25 +501,29 @@ def bench_kind(
         assert all(r.error is None for r in cold), [str(r.error) for r in cold if r.error][:3]
         if out := os.environ.get("CALLSHEET_BENCH_PROFILE"):
             profile_in_process(accounts, f"{out}.{kind}")
-        pid = server.pid if server else None
+        meters: Meters = {}
+        if server is not None:
+            meters["radicale ms"] = lambda: proc_cpu(server.pid)
+        if postmaster is not None:
+            meters["postgres ms"] = lambda: tree_cpu(postmaster)
         results: dict[str, list[Cycle]] = {}
         for _ in range(args.repeat):
             for n in (int(x) for x in args.workers.split(",")):
                 label = f"{n} worker(s) x {args.concurrency}"
-                results.setdefault(label, []).append(workers(config, accounts, n, args.concurrency, pid))
+                results.setdefault(label, []).append(workers(config, accounts, n, args.concurrency, meters))
             if args.cron:
                 names = [a.account for a in accounts[: args.cron]]
                 label = f"one process per account ({len(names)})"
-                results.setdefault(label, []).append(cron_way(config, names, pid))
+                results.setdefault(label, []).append(cron_way(config, names, meters))
         what = "local-folder" if kind == "vdir" else "CalDAV (one Radicale)"
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\n{args.accounts} idle {what} accounts, warm passes; medians of {args.repeat} cycles")
         print(f"(load average after: {load})")
         header = f"{'way':<30}{'wall s':>8}{'passes/s':>10}{'CPU ms':>10}{'start s':>10}"
-        print(header + (f"{'server ms':>10}" if kind == "caldav" else ""))
+        print(header + "".join(f"{name:>12}" for name in meters))
         rates = {}
         for label, cycles in results.items():
-            row, rates[label] = median_row(label, cycles, kind)
+            row, rates[label] = median_row(label, cycles)
             print(row)
         cron = [label for label in rates if label.startswith("one process")]
         if cron:
@@ -515,7 +536,9 @@ def bench_kind(
         if server is not None:
             server.terminate()
             server.wait()
-        cleanup()
+        from worker import state_pg
+
+        state_pg.close_pools()
 
 
 def main() -> None:
@@ -535,14 +558,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop Radicale, PostgreSQL and the workers
     print(f"{os.cpu_count()} CPUs. Per way: the cycle's wall time, passes per second, CPU ms per pass")
     print("(user + system of the callsheet processes; a worker's start-up apart, 'start s' CPU s per")
-    print("worker; the cron way's processes whole), 'server ms': Radicale's CPU per pass")
+    print("worker; the cron way's processes whole); then the servers' CPU ms per pass (PostgreSQL:")
+    print("when the script started it)")
     with contextlib.ExitStack() as stack:
-        admin = args.state_url or stack.enter_context(own_postgres())
+        admin, postmaster = (args.state_url, None) if args.state_url else stack.enter_context(own_postgres())
         for kind in args.kind.split(","):
             url = args.state_url or kind_database(admin, kind)
-            from worker import state_pg
-
-            bench_kind(kind, args, folder, url, state_pg.close_pools)
+            bench_kind(kind, args, folder, url, postmaster)
     print(f"(logs and practices in {folder})")
 
 
