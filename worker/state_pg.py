@@ -165,7 +165,7 @@ def unusable(url: str, exc: BaseException) -> StateError:
 
 
 def connect(url: str, password_env: str | None = None) -> psycopg.Connection[Any]:
-    """One connection of its own (the run lock, `state migrate`); autocommit."""
+    """One connection of its own (`state migrate`, the work queue's schema); autocommit."""
     try:
         return psycopg.connect(url, **_kwargs(password_env))
     except psycopg.Error as exc:
