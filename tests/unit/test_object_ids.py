@@ -64,7 +64,7 @@ def test_vdir_cursor_of_schema_2_is_upgraded() -> None:
     legacy = {"files": {"weekly.ics": [1, 2]}, "recurring": ["weekly.ics"], "window": WINDOW}
     assert upgrade_cursor(legacy) == {
         "v": VDIR_CURSOR,
-        "files": {object_id("weekly.ics"): [1, 2]},
+        "files": pack_stamps({object_id("weekly.ics"): "1/2"}),
         "revisit": [object_id("weekly.ics")],
         "window": WINDOW,
     }
