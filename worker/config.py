@@ -965,6 +965,7 @@ def _build(
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ACCOUNT_HEADER = re.compile(r"^\s*\[\[\s*accounts\s*\]\]")
 _TABLE_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?")
+_ACCOUNT_TABLE = re.compile(r"^(\s*\[\[?\s*)accounts\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -990,15 +991,20 @@ def _views(text: str) -> tuple[list[str], str]:
             if header and not header.group(1).strip().startswith("accounts."):
                 current = -1
         owner.append(current)
+    # a block is one run of lines (from its header to the next header that is not its own):
+    # its view is blank up to it and ends with it, so building all views stays linear
+    spans: dict[int, list[int]] = {}
+    for index, whose in enumerate(owner):
+        if whose >= 0:
+            spans.setdefault(whose, [index, index])[1] = index
     blocks = []
     for n in range(count):
-        view = []
-        for line, whose in zip(lines, owner, strict=True):
-            if whose != n or _ACCOUNT_HEADER.match(line):
-                view.append("")
-            else:
-                view.append(re.sub(r"^(\s*\[\[?\s*)accounts\.", r"\1", line))
-        blocks.append("\n".join(view))
+        first, last = spans[n]
+        own = [
+            "" if _ACCOUNT_HEADER.match(line) else _ACCOUNT_TABLE.sub(r"\1", line)
+            for line in lines[first : last + 1]
+        ]
+        blocks.append("\n" * first + "\n".join(own))
     shared = "\n".join(line if whose == -1 else "" for line, whose in zip(lines, owner, strict=True))
     return blocks, shared
 
@@ -1180,19 +1186,22 @@ def _load_group(
     for n, entry in enumerate(entries, start=1):
         name = entry.data.get("name")
         file, own_text = entry.views[0]
-        line = _line_of(own_text, ("name",))
-        where = f"{file}:{line}" if line else str(file)
+
+        def name_at(file: Path = file, own_text: str = own_text) -> str:
+            line = _line_of(own_text, ("name",))  # only for a message: a scan of the text
+            return f"{file}:{line}" if line else str(file)
+
         if not isinstance(name, str) or not _ACCOUNT_NAME.fullmatch(name):
             problems.append(
                 Problem(
-                    where,
+                    name_at(),
                     f"accounts[{n}].name: required, a short name of letters, digits, '_', '.' and '-' "
                     "(it names the account's state folder)",
                 )
             )
             continue
         if name in names:
-            problems.append(Problem(where, f"accounts[{n}].name: {name!r} names two accounts"))
+            problems.append(Problem(name_at(), f"accounts[{n}].name: {name!r} names two accounts"))
             continue
         names.append(name)
         room = entry.data.get("waiting_room", "")

@@ -98,7 +98,11 @@ def test_a_bad_key_in_the_second_account_names_its_line(tmp_path: Path) -> None:
 def test_names_and_shared_sections_are_checked(tmp_path: Path) -> None:
     """A missing or repeated name, a top-level [source] beside accounts, and an empty accounts_dir are errors."""
     text = HEAD + account("rivera") + account("rivera").replace("cal/rivera", "cal/x")
-    assert any("'rivera' names two accounts" in p for p in problems(write(tmp_path / "twice", text)))
+    second = [n for n, line in enumerate(text.splitlines(), start=1) if line == 'name = "rivera"'][1]
+    assert any(
+        f"config.toml:{second}:" in p and "'rivera' names two accounts" in p
+        for p in problems(write(tmp_path / "twice", text))
+    )
     nameless = HEAD + account("x").replace('name = "x"\n', "")
     assert any("accounts[1].name: required" in p for p in problems(write(tmp_path / "nameless", nameless)))
     shared = HEAD.replace("[rules]", '[source]\npath = "cal"\n\n[rules]') + account("a")
