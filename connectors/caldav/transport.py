@@ -689,9 +689,10 @@ class Transport:
                         source=self.name,
                         operation=operation,
                     ) from exc
+                # the log's `error` names what broke underneath (IncompleteRead, ConnectionRefusedError)
                 raise TransientError(
                     f"{where}: {_network_problem(exc)}", source=self.name, operation=operation
-                ) from exc
+                ) from (exc.__cause__ or exc)
             if answer.status == 401 and self.backoff is not None and 401 not in accepted:
                 count, until = self.backoff.refused()
                 raise AuthError(

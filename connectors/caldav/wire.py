@@ -143,6 +143,8 @@ class Reply:
             while True:
                 data = self._response.read1(16384)
                 if not data:
+                    if self._response.length:  # the connection closed before the declared length
+                        raise http.client.IncompleteRead(b"", self._response.length)
                     break
                 if decoder is None:
                     yield data
