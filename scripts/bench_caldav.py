@@ -318,7 +318,7 @@ def _practice(args: argparse.Namespace, years: int) -> Result:
         now = datetime.now(ZoneInfo(TZ_NAME)).replace(microsecond=0)
         url = f"http://127.0.0.1:{port}/{USER}/practice/"
         client = DAVClient(url=url, timeout=600)
-        calendar = client.calendar(url=url)  # type: ignore[no-untyped-call]
+        calendar = client.calendar(url=url)  # type: ignore[no-untyped-call, unused-ignore]
 
         def fetch_all() -> int:
             hrefs = [o.url for o in calendar.get_objects_by_sync_token(load_objects=False)]
