@@ -55,7 +55,6 @@ from connectors.caldav.transport import (
     public_url,
     short_hash,
 )
-from connectors.ical import dtstart_days, is_recurring, parse_calendar
 from worker.errors import ConfigError, DataError, Problem
 from worker.model import SourceBatch, Window
 
@@ -244,6 +243,9 @@ class CalDavSource(Capabilities):
         low, high = _day(window.start - timedelta(days=1)), _day(window.end + timedelta(days=1))
         soon = _day(window.end - timedelta(days=1))  # at or after this: may enter the window later
         fetched = multiget(self._dav, url, sorted(fetch), "fetch")
+        if fetch:
+            # icalendar only when there is something to read: a warm pass reads nothing
+            from connectors.ical import dtstart_days, is_recurring, parse_calendar
         for path in sorted(fetch):
             tag, data = fetched.get(path, ("", None))
             tag = tag or listing.changed.get(path) or old.get(path, "")
