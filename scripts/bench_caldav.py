@@ -104,7 +104,7 @@ def _count_requests() -> None:
         REQUESTS[method] += 1
         return original(self, url, method, *args, **kwargs)
 
-    DAVClient.request = counting  # type: ignore[method-assign]
+    DAVClient.request = counting  # type: ignore[method-assign, unused-ignore]
     exchange = Transport.exchange
 
     def counted(self: Transport, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
