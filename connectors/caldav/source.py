@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import quote
-from xml.sax.saxutils import escape as xml_escape
 
 import structlog
 
@@ -118,6 +117,11 @@ class _TokenRefused(Exception):
 
 class _NoSync(Exception):
     """The collection does not do sync-collection (internal)."""
+
+
+def xml_escape(text: str) -> str:
+    """Text for an XML element (xml.sax.saxutils.escape without importing xml.sax)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def sync_body(token: str | None) -> str:

@@ -27,7 +27,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
-from urllib.request import getproxies, proxy_bypass
 
 STEP = 65536  # bytes decoded at a time
 
@@ -181,6 +180,15 @@ class Reply:
 Origin = tuple[str, str, int]
 
 
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The environment's proxy for this scheme and host (`http_proxy`, `https_proxy`, `no_proxy`)."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None  # the common case: urllib.request (~15 ms to import) is not needed
+    from urllib.request import getproxies, proxy_bypass
+
+    return None if proxy_bypass(host) else getproxies().get(scheme)
+
+
 @dataclass(slots=True)
 class _Conn:
     """One open connection; through an http proxy, requests name the whole URL (and the proxy's credentials)."""
@@ -211,7 +219,7 @@ class Wire:
 
     def _connect(self, scheme: str, host: str, port: int, timeout: float) -> _Conn:
         """A new connection to the origin, through the environment's proxy if it names one."""
-        proxy = None if proxy_bypass(host) else getproxies().get(scheme)
+        proxy = _proxy_for(scheme, host)
         absolute = False
         headers: dict[str, str] = {}
         conn: http.client.HTTPConnection
