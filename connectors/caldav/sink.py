@@ -220,6 +220,7 @@ class CalDavSink(Capabilities):
                     name = identity.parse_file_name(path.rsplit("/", 1)[-1])
                     item = ical.read_item(data, ref=ref, etag=tag, name=name)
                     self._cache[path] = {"etag": tag, "item": _dump(item) if item else None}
+                    self._dirty = True
                 elif path in stale:
                     continue  # listed, not readable (hidden from this account, or just gone)
                 else:
@@ -228,7 +229,9 @@ class CalDavSink(Capabilities):
                     out.append(item)
         for path in set(self._cache) - seen:
             del self._cache[path]
-        self._write_cache()
+            self._dirty = True
+        if self._dirty:  # an idle pass leaves the file alone (each write is an fsync)
+            self._write_cache()
         return out
 
     def _list(self, url: str) -> dict[str, str]:

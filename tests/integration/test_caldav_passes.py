@@ -139,6 +139,16 @@ def test_second_pass_writes_nothing(dp: DavPractice, dav_requests: RequestLog) -
     assert (dp.events.objects(), dp.tasks.objects()) == before
 
 
+def test_idle_pass_leaves_the_reminder_cache_file_alone(dp: DavPractice) -> None:
+    """A pass where nothing changed does not rewrite (and fsync) the sink's cache of item readings."""
+    assert dp.run(NOW) == 0
+    assert dp.run(NOW) == 0
+    (cache,) = (dp.practice.root / "var").glob("caldav-sink-*.json")
+    before = (cache.stat().st_ino, cache.stat().st_mtime_ns)
+    assert dp.run(NOW) == 0
+    assert (cache.stat().st_ino, cache.stat().st_mtime_ns) == before
+
+
 def test_unchanged_calendar_costs_one_request_per_collection(
     dp: DavPractice, dav_requests: RequestLog
 ) -> None:
