@@ -135,6 +135,10 @@ def _start_radicale(storage: Path, port: int) -> subprocess.Popen[bytes]:
                 "none",
                 "--logging-level",
                 "warning",
+                # vdirsyncer asks for every object in one calendar-multiget; Radicale refuses a
+                # REPORT holding more than 10,000 VEVENTs unless told otherwise
+                "--reporting-max-expand-occurrence",
+                "1000000",
             ],
             stdout=subprocess.DEVNULL,
             stderr=logfile,
