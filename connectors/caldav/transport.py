@@ -50,7 +50,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from connectors.caldav.wire import Digest, NetworkError, Wire, basic, challenge_params
+from connectors.caldav.wire import Digest, NetworkError, Wire, basic, challenge_params, request_target
 from worker import __version__
 from worker.errors import (
     AuthError,
@@ -544,9 +544,7 @@ class Transport:
 
     def _authorization(self, method: str, url: str) -> dict[str, str]:
         if self._digest is not None:
-            parts = urlsplit(url)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            return {"Authorization": self._digest.header(method, target)}
+            return {"Authorization": self._digest.header(method, request_target(url))}
         if self._auth is not None:
             return {"Authorization": basic(*self._auth)}
         return {}

@@ -26,7 +26,7 @@ import ssl
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 STEP = 65536  # bytes decoded at a time
 
@@ -37,6 +37,14 @@ class NetworkError(Exception):
     def __init__(self, kind: str, detail: str = "") -> None:
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
+
+
+def request_target(url: str) -> str:
+    """The path and query to send: characters a URL may not carry raw (a configured
+    `…/thérapeute/…`) percent-encoded, escapes already there kept as they are."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return quote(target, safe="!#$%&'()*+,/:;=?@[]~")
 
 
 # -- credentials --------------------------------------------------------------------------------
@@ -264,7 +272,7 @@ class Wire:
         host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
         origin = (scheme, host, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = request_target(url)
         sent = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate", **headers}
         if not body and method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
             sent.setdefault("Content-Length", "0")
@@ -277,7 +285,7 @@ class Wire:
                     self._conns[origin] = held
                 if held.conn.sock is not None:
                     held.conn.sock.settimeout(read_timeout)
-                path = url if held.absolute else target
+                path = f"{scheme}://{parts.netloc.rsplit('@', 1)[-1]}{target}" if held.absolute else target
                 held.conn.request(method, path, body=body or None, headers={**sent, **held.proxy_headers})
                 response = held.conn.getresponse()
             except ssl.SSLError as exc:

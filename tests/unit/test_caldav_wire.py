@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from connectors.caldav.wire import Digest, basic, challenge_params
+from connectors.caldav.wire import Digest, basic, challenge_params, request_target
 
 # RFC 7616 section 3.9.1
 CHALLENGE = (
@@ -54,6 +54,21 @@ def test_challenge_parameters_keep_commas_and_escapes_inside_quotes() -> None:
 def test_basic_credentials_are_utf8() -> None:
     """Basic sends user:password in UTF-8, base64 (RFC 7617)."""
     assert basic("thérapeute", "pässword") == "Basic dGjDqXJhcGV1dGU6cMOkc3N3b3Jk"
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("https://dav.example/cal/", "/cal/"),
+        ("https://dav.example", "/"),
+        ("https://dav.example/u/th\u00e9rapeute/cal/", "/u/th%C3%A9rapeute/cal/"),
+        ("https://dav.example/u/a%40b.org/x.ics?x=1", "/u/a%40b.org/x.ics?x=1"),
+        ("https://dav.example/u/a b/", "/u/a%20b/"),
+    ],
+)
+def test_request_target_percent_encodes_only_what_must_be(url: str, target: str) -> None:
+    """A raw non-ASCII or space in a configured URL is encoded; escapes already there stay as they are."""
+    assert request_target(url) == target
 
 
 def test_the_caldav_connector_imports_no_http_library() -> None:
