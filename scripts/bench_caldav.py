@@ -17,8 +17,10 @@ starts (inserting that many objects over HTTP would take hours: each new object 
 - callsheet warm: `callsheet run --once` again, nothing changed.
 
 Each is its own process started from this venv (vdirsyncer from the `bench` extra: `make bench`),
-timed from start to exit (wall) with its CPU time (user + sys). The ratios are callsheet over
-vdirsyncer in the same round; the table shows medians of --repeat rounds and their range.
+timed from start to exit (wall) with its CPU time (user + sys) and Radicale's CPU time meanwhile
+(from /proc: nothing else talks to this Radicale). The ratios are callsheet over vdirsyncer in
+the same round; the table shows medians of --repeat rounds and their range. On a shared, busy
+machine wall time swings with the load; the CPU ratio (client + server CPU seconds) does not.
 
 **In process** (`--library`, on by default), medians of --repeat runs, ratio to the naive floor:
 
@@ -215,10 +217,27 @@ BIN = Path(sys.executable).parent
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One process: wall seconds from start to exit, and its CPU seconds (user + sys)."""
+    """One process: wall seconds from start to exit, its CPU seconds (user + sys), and the CPU
+    seconds Radicale spent meanwhile (serving it: nothing else talks to this Radicale)."""
 
     wall: float
     cpu: float
+    server: float = 0.0
+
+    def __add__(self, other: Run) -> Run:
+        return Run(self.wall + other.wall, self.cpu + other.cpu, self.server + other.server)
+
+
+SERVER_PID = 0  # Radicale's process, whose CPU time /proc tells
+
+
+def _server_cpu() -> float:
+    """Radicale's CPU seconds so far (user + sys, all threads); 0 where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{SERVER_PID}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # Both run as installed: bytecode compiled (pip compiles vdirsyncer's at install; callsheet's own
@@ -237,6 +256,7 @@ def _compile_project() -> None:
 def _process(argv: list[str], logfile: Path, cwd: Path) -> Run:
     """Run one command to its end, output appended to `logfile`; SystemExit when it fails."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    served = _server_cpu()
     with logfile.open("ab") as out:
         began = time.perf_counter()
         code = subprocess.run(
@@ -247,7 +267,7 @@ def _process(argv: list[str], logfile: Path, cwd: Path) -> Run:
     if code.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:1] + argv[-2:])} exited {code.returncode}; see {logfile}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(wall, cpu)
+    return Run(wall, cpu, _server_cpu() - served)
 
 
 def _vdirsyncer_config(home: Path, url: str) -> Path:
@@ -292,7 +312,7 @@ def _rounds(folder: Path, port: int, timeout: str, repeat: int) -> tuple[Rounds,
         vconf = _vdirsyncer_config(home, url)
         discover = _process([vdirsyncer, "-c", str(vconf), "discover"], logfile, folder)
         first = _process([vdirsyncer, "-c", str(vconf), "sync"], logfile, folder)
-        out.vdirsyncer_cold.append(Run(discover.wall + first.wall, discover.cpu + first.cpu))
+        out.vdirsyncer_cold.append(discover + first)
         synced = len(list((home / "local").glob("*.ics")))
         config = _configure(folder, port, timeout)  # empty state, fresh reminder calendars
         out.callsheet_cold.append(
@@ -335,6 +355,8 @@ def _practice(args: argparse.Namespace, years: int) -> Result:
         write_radicale(storage, folder / "calendar", user=USER, name="practice")
         port = _free_port()
         proc = _start_radicale(storage, port)
+        global SERVER_PID
+        SERVER_PID = proc.pid
         now = datetime.now(ZoneInfo(TZ_NAME)).replace(microsecond=0)
         url = f"http://127.0.0.1:{port}/{USER}/practice/"
         client = DAVClient(url=url, timeout=600)
@@ -438,8 +460,13 @@ def _median(runs: list[Run], what: str = "wall") -> float:
     return float(statistics.median(float(getattr(r, what)) for r in runs))
 
 
-def _ratios(ours: list[Run], theirs: list[Run]) -> list[float]:
-    return [a.wall / b.wall for a, b in zip(ours, theirs, strict=True)]
+def _ratios(ours: list[Run], theirs: list[Run], what: str = "wall") -> list[float]:
+    """Per-round ratios of wall time, or (what="cpu") of the client's plus the server's CPU time."""
+
+    def cost(run: Run) -> float:
+        return run.wall if what == "wall" else run.cpu + run.server
+
+    return [cost(a) / cost(b) for a, b in zip(ours, theirs, strict=True)]
 
 
 def _span(values: list[float]) -> str:
@@ -452,20 +479,35 @@ def _report(result: Result, repeat: int) -> None:
         f"\n== {result.years} year(s): {result.objects} objects ({result.synced} synced by vdirsyncer); "
         f"{result.occurrences or '-'} occurrences in the pass window; setup {result.setup:.1f} s"
     )
-    print(f"{'whole process':<44}{'wall s':>8}{'range':>14}{'CPU s':>8}{'ratio':>7}{'range':>12}")
+    print(
+        f"{'whole process':<44}{'wall s':>8}{'range':>14}{'CPU s':>8}{'server':>8}{'ratio':>7}{'range':>12}"
+        f"{'CPU ratio':>10}"
+    )
     cold, warm = _ratios(r.callsheet_cold, r.vdirsyncer_cold), _ratios(r.callsheet_warm, r.vdirsyncer_warm)
+    cpu_cold = _ratios(r.callsheet_cold, r.vdirsyncer_cold, "cpu")
+    cpu_warm = _ratios(r.callsheet_warm, r.vdirsyncer_warm, "cpu")
     lines = [
-        ("vdirsyncer cold: discover + first sync", r.vdirsyncer_cold, None),
-        ("callsheet cold: run --once, empty state", r.callsheet_cold, cold),
-        ("vdirsyncer warm: sync, nothing changed", r.vdirsyncer_warm, None),
-        ("callsheet warm: run --once, nothing changed", r.callsheet_warm, warm),
-        ("python -c pass (any process's floor)", r.python, None),
+        ("vdirsyncer cold: discover + first sync", r.vdirsyncer_cold, [], []),
+        ("callsheet cold: run --once, empty state", r.callsheet_cold, cold, cpu_cold),
+        ("vdirsyncer warm: sync, nothing changed", r.vdirsyncer_warm, [], []),
+        ("callsheet warm: run --once, nothing changed", r.callsheet_warm, warm, cpu_warm),
+        ("python -c pass (any process's floor)", r.python, [], []),
     ]
-    for name, runs, ratios in lines:
+    for name, runs, ratios, cpus in lines:
         walls = [x.wall for x in runs]
-        tail = f"{statistics.median(ratios):>7.2f}{_span(ratios):>12}" if ratios else ""
-        print(f"{name:<44}{_median(runs):>8.3f}{_span(walls):>14}{_median(runs, 'cpu'):>8.3f}{tail}")
-    print(f"(median of {repeat} rounds; ratio = callsheet / vdirsyncer of the same round)")
+        tail = (
+            f"{statistics.median(ratios):>7.2f}{_span(ratios):>12}{statistics.median(cpus):>10.2f}"
+            if ratios
+            else ""
+        )
+        print(
+            f"{name:<44}{_median(runs):>8.3f}{_span(walls):>14}{_median(runs, 'cpu'):>8.3f}"
+            f"{_median(runs, 'server'):>8.3f}{tail}"
+        )
+    print(
+        f"(median of {repeat} rounds; ratio = callsheet / vdirsyncer wall time of the same round; "
+        "server = Radicale's CPU seconds meanwhile; CPU ratio = the same of CPU + server)"
+    )
     if result.rows:
         base = result.rows[0][1]
         print(f"{'in process':<44}{'seconds':>8}{'ratio':>14}{'requests':>10}")
@@ -503,6 +545,7 @@ def main() -> None:
     print("\n== summary: callsheet / vdirsyncer, whole processes, medians of per-round ratios")
     print(
         f"{'years':>5}{'objects':>9}{'cold':>7}{'range':>12}{'target':>8}{'warm':>7}{'range':>12}{'target':>8}"
+        f"{'CPU cold':>10}{'CPU warm':>10}"
     )
     for res in results:
         rr = res.rounds
@@ -510,9 +553,11 @@ def main() -> None:
             _ratios(rr.callsheet_cold, rr.vdirsyncer_cold),
             _ratios(rr.callsheet_warm, rr.vdirsyncer_warm),
         )
+        cpu_cold = statistics.median(_ratios(rr.callsheet_cold, rr.vdirsyncer_cold, "cpu"))
+        cpu_warm = statistics.median(_ratios(rr.callsheet_warm, rr.vdirsyncer_warm, "cpu"))
         print(
             f"{res.years:>5}{res.objects:>9}{statistics.median(cold):>7.2f}{_span(cold):>12}{'<= 1.5':>8}"
-            f"{statistics.median(warm):>7.2f}{_span(warm):>12}{'<= 0.5':>8}"
+            f"{statistics.median(warm):>7.2f}{_span(warm):>12}{'<= 0.5':>8}{cpu_cold:>10.2f}{cpu_warm:>10.2f}"
         )
     print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
 
