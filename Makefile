@@ -27,6 +27,13 @@ $(VENV)/.dev: $(BIN)/python requirements-dev.lock pyproject.toml
 	$(PIP) check  # a dependency missing from the lock: run `make lock`
 	@touch $@ $(VENV)/.installed
 
+# dev + the `bench` extra (vdirsyncer): what scripts/bench_*.py compare against.
+$(VENV)/.bench: $(BIN)/python requirements-bench.lock pyproject.toml
+	$(PIP) install --quiet --require-hashes --no-deps -r requirements-bench.lock
+	$(PIP) install --quiet --no-deps -e .
+	$(PIP) check  # a dependency missing from the lock: run `make lock`
+	@touch $@ $(VENV)/.dev $(VENV)/.installed
+
 install: $(VENV)/.installed
 
 dev: $(VENV)/.dev
@@ -55,9 +62,12 @@ LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 -
 lock: dev
 	$(LOCK) -o requirements.lock
 	$(LOCK) --group dev -o requirements-dev.lock
+	$(LOCK) --group dev --extra bench -o requirements-bench.lock
 
-bench: install
-	$(BIN)/python scripts/bench_rules.py
+# `make bench` (rules), `make bench BENCH=caldav ARGS="--years 1,10 --repeat 3"`, BENCH=vdir, BENCH=fleet.
+BENCH ?= rules
+bench: $(VENV)/.bench
+	$(BIN)/python scripts/bench_$(BENCH).py $(ARGS)
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .hypothesis .mypy_cache .ruff_cache

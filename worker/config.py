@@ -723,7 +723,9 @@ def _load_roster(
             names[same] = number
     links: dict[str, set[str]] = {e.id: set() for e in roster.clients}
     for number, entry in enumerate(roster.clients, start=1):
-        line = _line_of(text, ("clients", number - 1, "acquainted_with"))
+        # the line is looked up only for a problem: _line_of reads the whole text, once per client
+        # it made loading a 200-client roster cost half a second on every pass
+        line = _line_of(text, ("clients", number - 1, "acquainted_with")) if entry.acquainted_with else None
         where = f"{path}:{line}" if line else str(path)
         for position, other in enumerate(entry.acquainted_with, start=1):
             if other not in ids:

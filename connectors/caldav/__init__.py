@@ -1,5 +1,7 @@
 """Any CalDAV server (RFC 4791) as a Source of appointments and a Sink for reminders.
 
+- `wire`: HTTP/1.1 on the standard library (kept-alive connections, TLS, gzip, Basic and
+  Digest, environment proxies);
 - `transport`: the HTTP session (credentials, redirects, deadlines, size caps, status mapping,
   retries);
 - `discovery`: whether a URL is a calendar, the account's calendars, display names;

@@ -44,7 +44,6 @@ from connectors.caldav.transport import (
     public_url,
     short_hash,
 )
-from connectors.ical import build_item, complete_item, read_item, update_item
 from worker import identity
 from worker.errors import (
     ConfigError,
@@ -62,6 +61,7 @@ if TYPE_CHECKING:
     from worker.config import ReminderSettings, Settings
 
 log = structlog.get_logger()
+
 
 CACHE_VERSION = 1
 CALENDAR = "text/calendar; charset=utf-8"
@@ -197,6 +197,7 @@ class CalDavSink(Capabilities):
 
     def managed(self) -> list[Managed]:
         """Every item of ours: one PROPFIND per collection, plus one multiget for what changed."""
+
         out: list[Managed] = []
         by_url: dict[str, set[ItemKind]] = {}
         for kind, url in self.collections.items():
@@ -211,12 +212,15 @@ class CalDavSink(Capabilities):
                 seen.add(path)
                 ref = self._ref(url, path)
                 if path in fetched:
+                    from connectors import ical  # icalendar only when an item is read
+
                     got_tag, data = fetched[path]
                     tag = got_tag or tag
                     self._bodies[path] = (tag, data)
                     name = identity.parse_file_name(path.rsplit("/", 1)[-1])
-                    item = read_item(data, ref=ref, etag=tag, name=name)
+                    item = ical.read_item(data, ref=ref, etag=tag, name=name)
                     self._cache[path] = {"etag": tag, "item": _dump(item) if item else None}
+                    self._dirty = True
                 elif path in stale:
                     continue  # listed, not readable (hidden from this account, or just gone)
                 else:
@@ -225,7 +229,9 @@ class CalDavSink(Capabilities):
                     out.append(item)
         for path in set(self._cache) - seen:
             del self._cache[path]
-        self._write_cache()
+            self._dirty = True
+        if self._dirty:  # an idle pass leaves the file alone (each write is an fsync)
+            self._write_cache()
         return out
 
     def _list(self, url: str) -> dict[str, str]:
@@ -270,6 +276,8 @@ class CalDavSink(Capabilities):
 
     def create(self, reminder: Reminder) -> Receipt:
         """PUT with If-None-Match: *; when the object exists already, adopt it as it is."""
+        from connectors import ical  # icalendar only when an item is read or written
+
         url = self._url_of(reminder)
         collection = self.collections[reminder.kind]
         path = href_path(url)
@@ -278,7 +286,7 @@ class CalDavSink(Capabilities):
         if exists is None:  # no listing this pass: ask (SOGo and Zimbra ignore If-None-Match)
             exists = self._send("create", "GET", url, ok=(200,), expected=(404, 410)).status == 200
         if not exists:
-            data = build_item(reminder, stamp=datetime.now(UTC), alarm_minutes=self._alarm)
+            data = ical.build_item(reminder, stamp=datetime.now(UTC), alarm_minutes=self._alarm)
             answer = self._send(
                 "create",
                 "PUT",
@@ -298,7 +306,7 @@ class CalDavSink(Capabilities):
         if found.status != 200:
             raise ConflictError(f"create {public_url(url)}: refused, yet not there", operation="create")
         name = identity.parse_file_name(path.rsplit("/", 1)[-1])
-        existing = read_item(found.body, ref=url, etag=found.etag, name=name)
+        existing = ical.read_item(found.body, ref=url, etag=found.etag, name=name)
         if existing is None or existing.key != reminder.key or existing.kind != reminder.kind:
             raise ConflictError(
                 f"create {public_url(url)}: the name is taken by another item", operation="create"
@@ -334,23 +342,29 @@ class CalDavSink(Capabilities):
 
     def _written(self, ref: str, etag: str, data: bytes) -> None:
         """Remember what we just stored, under the etag the server gave (none: read it next pass)."""
+        from connectors import ical  # icalendar only when an item is read or written
+
         path = href_path(ref)
         self._bodies.pop(path, None)
         self._cache.pop(path, None)
         if not etag or etag.startswith("W/"):
             return
         self._bodies[path] = (etag, data)
-        item = read_item(data, ref=ref, etag=etag, name=identity.parse_file_name(path.rsplit("/", 1)[-1]))
+        item = ical.read_item(
+            data, ref=ref, etag=etag, name=identity.parse_file_name(path.rsplit("/", 1)[-1])
+        )
         self._cache[path] = {"etag": etag, "item": _dump(item) if item else None}
         self._dirty = True
 
     def update(self, reminder: Reminder, item: Managed) -> Receipt:
         """New title and description, same time; ConflictError when the item moved on."""
+        from connectors import ical  # icalendar only when an item is read or written
+
         self._inside(item.ref, "update")
         where = f"update {public_url(item.ref)}"
         try:
             etag, body = self._current(item, "update")
-            data = update_item(body, reminder, stamp=datetime.now(UTC))
+            data = ical.update_item(body, reminder, stamp=datetime.now(UTC))
             return self._put_if_match("update", item, etag, data)
         except NotFoundError as exc:
             raise ConflictError(f"{where}: the reminder is gone", operation="update") from exc
@@ -359,6 +373,8 @@ class CalDavSink(Capabilities):
 
     def withdraw(self, item: Managed, *, note: str, delete: bool) -> Receipt:
         """Delete the event (If-Match), or complete the task with `note` (If-Match)."""
+        from connectors import ical  # icalendar only when an item is read or written
+
         self._inside(item.ref, "withdraw")
         if delete:
             self._delete("withdraw", item)
@@ -367,7 +383,7 @@ class CalDavSink(Capabilities):
             return Receipt(ref=item.ref, etag=item.etag)  # a past event stays as it was
         try:
             etag, body = self._current(item, "withdraw")
-            data = complete_item(body, note=note, stamp=datetime.now(UTC))
+            data = ical.complete_item(body, note=note, stamp=datetime.now(UTC))
             return self._put_if_match("withdraw", item, etag, data)
         except NotFoundError:
             return Receipt(ref=item.ref, gone=True)

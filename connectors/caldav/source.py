@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import quote
-from xml.sax.saxutils import escape as xml_escape
 
 import structlog
 
@@ -54,7 +53,6 @@ from connectors.caldav.transport import (
     parse_multistatus,
     public_url,
 )
-from connectors.ical import dtstart_days, is_recurring, parse_calendar
 from worker.errors import ConfigError, DataError, Problem
 from worker.model import SourceBatch, Window
 from worker.object_ids import CALDAV_CURSOR, caldav_object_id, upgrade_cursor
@@ -119,6 +117,11 @@ class _TokenRefused(Exception):
 
 class _NoSync(Exception):
     """The collection does not do sync-collection (internal)."""
+
+
+def xml_escape(text: str) -> str:
+    """Text for an XML element (xml.sax.saxutils.escape without importing xml.sax)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def sync_body(token: str | None) -> str:
@@ -255,6 +258,9 @@ class CalDavSource(Capabilities):
         low, high = _day(window.start - timedelta(days=1)), _day(window.end + timedelta(days=1))
         soon = _day(window.end - timedelta(days=1))  # at or after this: may enter the window later
         fetched = multiget(self._dav, url, sorted(fetch), "fetch")
+        if fetch:
+            # icalendar only when there is something to read: a warm pass reads nothing
+            from connectors.ical import dtstart_days, is_recurring, parse_calendar
         for path in sorted(fetch):
             item = ids[path]
             tag, data = fetched.get(path, ("", None))

@@ -32,20 +32,19 @@ import hashlib
 import ipaddress
 import json
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
-import niquests
 import structlog
 from lxml import etree  # type: ignore[import-untyped]
 from tenacity import RetryCallState
 
 from connectors import retry
+from connectors.caldav.wire import Digest, NetworkError, Wire, basic, challenge_params, request_target
 from connectors.retry import LaterPassError
 from connectors.retry import RetryPolicy as RetryPolicy  # re-exported by connectors.caldav
 from worker import __version__
@@ -374,11 +373,13 @@ def error_for(
     return ConnectorError(f"{where}: the server refused the request (HTTP {status}){said}", **kw)
 
 
-def _network_problem(exc: BaseException) -> str:
-    if isinstance(exc, niquests.exceptions.Timeout):
+def _network_problem(exc: NetworkError) -> str:
+    if exc.kind == "timeout":
         return "no answer within the timeout"
-    if isinstance(exc, niquests.exceptions.ChunkedEncodingError):
+    if exc.kind == "broken":
         return "the answer broke off before its end"
+    if exc.kind == "decode":
+        return "the answer could not be decoded"
     return "cannot connect to the server"
 
 
@@ -478,10 +479,9 @@ class Transport:
                 )
             self.insecure_http = True
             log.warning("connector.http.insecure", **{role: name}, collection=public_url(first_url))
-        self.session = niquests.Session()
-        self.session.headers["User-Agent"] = f"callsheet/{__version__}"
-        self._auth: Any = (self.username, self.password) if self.username else None
-        self._digest = False
+        self.wire = Wire(verify=self.verify, user_agent=f"callsheet/{__version__}")
+        self._auth: tuple[str, str] | None = (self.username, self.password) if self.username else None
+        self._digest: Digest | None = None  # once the server asked for Digest (its 401 challenge)
         self.pass_end = time.monotonic() + LIMITS.pass_deadline
         self.backoff: AuthBackoff | None = None
         if self._auth is not None:
@@ -498,19 +498,16 @@ class Transport:
             log.warning("connector.tls.unverified", **{role: name}, collection=public_url(first_url))
 
     def close(self) -> None:
-        self.session.close()
+        self.wire.close()
 
     # -- one exchange -------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _quiet(self) -> Iterator[None]:
-        """With verify_tls = false, drop the per-request 'Unverified HTTPS request' warning."""
-        if self.verify:
-            yield
-            return
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Unverified HTTPS request")
-            yield
+    def _authorization(self, method: str, url: str) -> dict[str, str]:
+        if self._digest is not None:
+            return {"Authorization": self._digest.header(method, request_target(url))}
+        if self._auth is not None:
+            return {"Authorization": basic(*self._auth)}
+        return {}
 
     def exchange(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         """One HTTP request and its whole answer (redirects not followed), within the limits."""
@@ -525,42 +522,35 @@ class Transport:
         read_timeout = max(0.5, min(self.timeout, deadline - now))
         self.requests += 1
         self.bytes_out += len(body)
-        with self._quiet():
-            response = self.session.request(
-                method,
-                url,
-                data=body or None,
-                headers=headers,
-                auth=self._auth,
-                timeout=(min(self.timeout, 30.0), read_timeout),
-                allow_redirects=False,
-                stream=True,
-                verify=self.verify,
-            )
-            try:
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > LIMITS.max_response:
+        response = self.wire.send(
+            method,
+            url,
+            body,
+            {**headers, **self._authorization(method, url)},
+            connect_timeout=min(self.timeout, 30.0),
+            read_timeout=read_timeout,
+        )
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > LIMITS.max_response:
+                raise self._too_big(method, url)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.chunks():
+                size += len(chunk)
+                self.bytes_in += len(chunk)
+                if size > LIMITS.max_response:
                     raise self._too_big(method, url)
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_content(chunk_size=16384):
-                    if not isinstance(chunk, bytes):
-                        continue
-                    size += len(chunk)
-                    self.bytes_in += len(chunk)
-                    if size > LIMITS.max_response:
-                        raise self._too_big(method, url)
-                    chunks.append(chunk)
-                    if time.monotonic() > deadline:
-                        raise TransientError(
-                            f"{method} {public_url(url)}: the answer did not arrive in time "
-                            f"({int(deadline - now)} s)",
-                            source=self.name,
-                        )
-            finally:
-                response.close()
-        lowered = {str(k).lower(): str(v) for k, v in response.headers.items()}
-        return Answer(int(response.status_code or 0), lowered, b"".join(chunks), url)
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise TransientError(
+                        f"{method} {public_url(url)}: the answer did not arrive in time "
+                        f"({int(deadline - now)} s)",
+                        source=self.name,
+                    )
+        finally:
+            response.close()
+        return Answer(response.status, response.headers, b"".join(chunks), url)
 
     def _too_big(self, method: str, url: str) -> ConnectorError:
         return ConnectorError(
@@ -574,12 +564,18 @@ class Transport:
         target = url
         for _ in range(LIMITS.max_redirects + 1):
             answer = self.exchange(method, target, body, headers)
-            if answer.status == 401 and not self._digest and self._auth is not None:
-                challenge = answer.header("www-authenticate").lower()
-                if "digest" in challenge and "basic" not in challenge:
-                    self._digest = True
-                    self._auth = niquests.auth.HTTPDigestAuth(self.username, self.password)
-                    continue
+            if answer.status == 401 and self._auth is not None:
+                challenge = answer.header("www-authenticate")
+                asked = challenge.lower()
+                stale = (
+                    self._digest is not None
+                    and challenge_params(challenge).get("stale", "").lower() == "true"
+                )
+                if "digest" in asked and "basic" not in asked and (self._digest is None or stale):
+                    digest = Digest(*self._auth, challenge_params(challenge))
+                    if digest.usable():
+                        self._digest = digest
+                        continue
             if answer.status not in (301, 302, 303, 307, 308):
                 return answer
             location = answer.header("location")
@@ -643,33 +639,18 @@ class Transport:
         def once() -> Answer:
             try:
                 answer = self._follow(method, url, data, dict(headers or {}), where)
-            except ConnectorError:
-                raise
-            except niquests.exceptions.SSLError as exc:
-                raise ConnectorError(
-                    f"{where}: the TLS certificate was not accepted (set verify_tls = false only for a "
-                    "server you control)",
-                    source=self.name,
-                    operation=operation,
-                ) from exc
-            except (
-                niquests.exceptions.ConnectionError,
-                niquests.exceptions.Timeout,
-                niquests.exceptions.ChunkedEncodingError,
-            ) as exc:
+            except NetworkError as exc:
+                if exc.kind == "tls":
+                    raise ConnectorError(
+                        f"{where}: the TLS certificate was not accepted (set verify_tls = false only for a "
+                        "server you control)",
+                        source=self.name,
+                        operation=operation,
+                    ) from exc
+                # the log's `error` names what broke underneath (IncompleteRead, ConnectionRefusedError)
                 raise TransientError(
                     f"{where}: {_network_problem(exc)}", source=self.name, operation=operation
-                ) from exc
-            except niquests.exceptions.ContentDecodingError as exc:
-                raise TransientError(
-                    f"{where}: the answer could not be decoded", source=self.name, operation=operation
-                ) from exc
-            except niquests.exceptions.RequestException as exc:
-                raise ConnectorError(
-                    f"{where}: the request failed ({type(exc).__name__})",
-                    source=self.name,
-                    operation=operation,
-                ) from exc
+                ) from (exc.__cause__ or exc)
             if answer.status == 401 and self.backoff is not None and 401 not in accepted:
                 count, until = self.backoff.refused()
                 raise AuthError(

@@ -321,7 +321,7 @@ def test_answer_cut_off_is_retried(
     assert dp.run(NOW) == 0
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     retries = [x for x in lines if x["event"] == "connector.retry"]
-    assert {x["error"] for x in retries} == {"ChunkedEncodingError"}
+    assert {x["error"] for x in retries} == {"IncompleteRead"}
     assert {"sync", "fetch", "list"} <= {x["operation"] for x in retries}
     assert proxy.faults.injected.count("cut") == len(retries)
     proxy.faults.choose = None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 
 import icalendar
@@ -138,6 +140,16 @@ def test_second_pass_writes_nothing(dp: DavPractice, dav_requests: RequestLog) -
     assert (dp.events.objects(), dp.tasks.objects()) == before
 
 
+def test_idle_pass_leaves_the_reminder_cache_file_alone(dp: DavPractice) -> None:
+    """A pass where nothing changed does not rewrite (and fsync) the sink's cache of item readings."""
+    assert dp.run(NOW) == 0
+    assert dp.run(NOW) == 0
+    (cache,) = (dp.practice.root / "var").glob("caldav-sink-*.json")
+    before = (cache.stat().st_ino, cache.stat().st_mtime_ns)
+    assert dp.run(NOW) == 0
+    assert (cache.stat().st_ino, cache.stat().st_mtime_ns) == before
+
+
 def test_unchanged_calendar_costs_one_request_per_collection(
     dp: DavPractice, dav_requests: RequestLog
 ) -> None:
@@ -151,6 +163,34 @@ def test_unchanged_calendar_costs_one_request_per_collection(
         assert dav_requests.methods(dp.source) == ["REPORT"]
         assert "sync-collection" in dav_requests.to(dp.source)[0].body
         assert len(dav_requests.sent) == 3
+
+
+WARM_PROBE = """
+import json, sys
+from worker.cli import main
+code = main(["--config", sys.argv[1], "run", "--once", "--now", sys.argv[2]])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_warm_pass_imports_no_http_library_and_no_icalendar(dp: DavPractice) -> None:
+    """A warm pass in a fresh interpreter imports no HTTP client library, nor icalendar (nothing to read or write)."""
+    heavy = ("niquests", "urllib3", "requests", "caldav", "icalendar", "connectors.ical")
+    for warm in (False, True):
+        done = subprocess.run(
+            [sys.executable, "-c", WARM_PROBE, str(dp.config), NOW],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["code"] == 0, done.stderr[-800:]
+        loaded = sorted(m for m in result["modules"] if any(m == n or m.startswith(n + ".") for n in heavy))
+        if warm:
+            assert loaded == []
+        else:  # the cold pass reads the appointments and writes reminders: icalendar, still no HTTP library
+            assert "icalendar" in loaded and not {"niquests", "urllib3", "caldav"} & set(loaded)
 
 
 def test_changes_are_fetched_with_one_multiget(

@@ -277,18 +277,18 @@ def test_not_found_maps_to_not_found_error(dav_server: DavServer, tmp_path: Path
 
 
 def _http_statuses(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Record every HTTP exchange (method, status), below caldav's own 401 negotiation."""
-    import niquests
+    """Record every HTTP exchange (method, status), below the transport's retries and 401 negotiation."""
+    from connectors.caldav.transport import Answer, Transport
 
     seen: list[tuple[str, int]] = []
-    original = niquests.Session.request
+    original = Transport.exchange
 
-    def recording(self: niquests.Session, method: str, url: str, *args: object, **kwargs: object) -> object:
-        response = original(self, method, url, *args, **kwargs)  # type: ignore[arg-type]
-        seen.append((method, response.status_code))
-        return response
+    def recording(self: Transport, method: str, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        answer = original(self, method, url, body, headers)
+        seen.append((method, answer.status))
+        return answer
 
-    monkeypatch.setattr(niquests.Session, "request", recording)
+    monkeypatch.setattr(Transport, "exchange", recording)
     return seen
 
 

@@ -4,6 +4,7 @@ redirects, plain http with a password, and the error class of every status a ser
 from __future__ import annotations
 
 import gzip
+import hashlib
 import http.server
 import threading
 import time
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 import connectors.caldav.transport as transport_module
 from connectors.caldav.transport import QuotaFullError, Transport, member_name, normal_path
+from connectors.caldav.wire import challenge_params
 from tests.practice import Practice
 from worker.cli import main
 from worker.config import load_settings
@@ -334,3 +336,88 @@ def test_a_member_name_always_lies_inside_the_collection(segments: list[str]) ->
     if name is not None:
         assert "/" not in name and name not in ("", ".", "..")
         assert normal_path(href) == "/u/calls/" + name
+
+
+# -- the wire: connections, Digest, gzip, proxies ---------------------------------------------
+
+
+def test_requests_share_one_kept_alive_connection(scripted: _Server, tmp_path: Path) -> None:
+    """Three requests of one pass go over one connection (no new TCP or TLS handshake per request)."""
+    scripted.script.answer = reply(207, MULTISTATUS)
+    dav = _transport(tmp_path, _url(scripted))
+    for _ in range(3):
+        assert dav.request("sync", "REPORT", _url(scripted), body="<x/>").status == 207
+    assert dav.wire.opened == 1 and len(scripted.script.seen) == 3
+    dav.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(scripted: _Server, tmp_path: Path) -> None:
+    """A server that drops the kept-alive connection after an answer (its idle timeout) costs a new connection, not an error."""
+
+    def then_hang_up(h: http.server.BaseHTTPRequestHandler) -> None:
+        reply(207, MULTISTATUS)(h)
+        h.close_connection = True  # closes without saying so (no Connection: close)
+
+    scripted.script.answer = then_hang_up
+    dav = _transport(tmp_path, _url(scripted))
+    assert dav.request("sync", "REPORT", _url(scripted), body="<x/>").status == 207
+    time.sleep(0.1)
+    assert dav.request("sync", "REPORT", _url(scripted), body="<x/>").status == 207
+    assert dav.wire.opened == 2 and len(scripted.script.seen) == 2
+    dav.close()
+
+
+def test_digest_is_answered_when_the_server_asks_for_it(scripted: _Server, tmp_path: Path) -> None:
+    """A 401 asking for Digest only is answered once with Digest credentials the server can check; later requests send them at once."""
+    nonce = "dcd98b7102dd2f0e8b11d0f600bfb0c093"
+
+    def digest_only(h: http.server.BaseHTTPRequestHandler) -> None:
+        auth = h.headers.get("Authorization", "")
+        if not auth.startswith("Digest "):
+            reply(401, b"", {"WWW-Authenticate": f'Digest realm="dav", nonce="{nonce}", qop="auth"'})(h)
+            return
+        params = challenge_params(auth)
+        ha1 = hashlib.md5(b"me:dav:s3cret").hexdigest()
+        ha2 = hashlib.md5(f"{h.command}:{params['uri']}".encode()).hexdigest()
+        want = hashlib.md5(f"{ha1}:{nonce}:{params['nc']}:{params['cnonce']}:auth:{ha2}".encode()).hexdigest()
+        assert params["uri"] == h.path and params["response"] == want
+        reply(207, MULTISTATUS)(h)
+
+    scripted.script.answer = digest_only
+    dav = _transport(tmp_path, _url(scripted))
+    assert dav.request("sync", "REPORT", _url(scripted), body="<x/>").status == 207
+    assert dav.request("list", "PROPFIND", _url(scripted, "/cal/?a=1"), body="<x/>").status == 207
+    auths = [seen[3].split(" ", 1)[0] for seen in scripted.script.seen]
+    assert auths == ["Basic", "Digest", "Digest"]
+    dav.close()
+
+
+def test_gzip_answers_are_decoded(scripted: _Server, tmp_path: Path) -> None:
+    """A gzip-encoded multistatus reads as the plain one."""
+    scripted.script.answer = reply(207, gzip.compress(MULTISTATUS), {"Content-Encoding": "gzip"})
+    dav = _transport(tmp_path, _url(scripted))
+    assert dav.request("sync", "REPORT", _url(scripted)).body == MULTISTATUS
+    dav.close()
+
+
+def test_the_environment_proxy_is_used(
+    scripted: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With http_proxy set, requests go to the proxy in absolute form, its credentials beside the server's."""
+    monkeypatch.setenv("http_proxy", f"http://px:pw@127.0.0.1:{scripted.server_address[1]}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    seen_proxy: list[str] = []
+
+    def proxy(h: http.server.BaseHTTPRequestHandler) -> None:
+        seen_proxy.append(h.headers.get("Proxy-Authorization", ""))
+        reply(207, MULTISTATUS)(h)
+
+    scripted.script.answer = proxy
+    url = "http://dav.example.invalid/cal/"
+    dav = _transport(tmp_path, url, extra="allow_insecure_http = true\n")
+    assert dav.request("sync", "REPORT", url).status == 207
+    ((method, path, _, auth),) = scripted.script.seen
+    assert (method, path) == ("REPORT", url) and auth.startswith("Basic ")
+    assert seen_proxy == ["Basic cHg6cHc="]
+    dav.close()

@@ -92,21 +92,27 @@ def _lock(name: str) -> dict[str, tuple[Version, int, str]]:
     return pins
 
 
-def _declared() -> tuple[list[Requirement], list[Requirement]]:
+def _declared() -> tuple[list[Requirement], list[Requirement], list[Requirement]]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     runtime = [Requirement(r) for r in data["project"]["dependencies"]]
     dev = [Requirement(r) for r in data["dependency-groups"]["dev"]]
-    return runtime, dev
+    bench = [Requirement(r) for r in data["project"]["optional-dependencies"]["bench"]]
+    return runtime, dev, bench
 
 
 @pytest.mark.parametrize(
-    ("lock", "groups"), [("requirements.lock", ("runtime",)), ("requirements-dev.lock", ("runtime", "dev"))]
+    ("lock", "groups"),
+    [
+        ("requirements.lock", ("runtime",)),
+        ("requirements-dev.lock", ("runtime", "dev")),
+        ("requirements-bench.lock", ("runtime", "dev", "bench")),
+    ],
 )
 def test_lock_pins_every_declared_dependency_within_its_range(lock: str, groups: tuple[str, ...]) -> None:
     """Each dependency in pyproject.toml is pinned in the lock at a version its range allows (else `make lock`)."""
-    runtime, dev = _declared()
+    runtime, dev, bench = _declared()
     pins = _lock(lock)
-    wanted = runtime + (dev if "dev" in groups else [])
+    wanted = runtime + (dev if "dev" in groups else []) + (bench if "bench" in groups else [])
     for req in wanted:
         name = canonicalize_name(req.name)
         assert name in pins, (
@@ -117,7 +123,7 @@ def test_lock_pins_every_declared_dependency_within_its_range(lock: str, groups:
         )
 
 
-@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-dev.lock"])
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-dev.lock", "requirements-bench.lock"])
 def test_every_pin_carries_hashes(lock: str) -> None:
     """Every pinned package has at least one sha256 hash, so `pip install --require-hashes` accepts the file."""
     pins = _lock(lock)
@@ -134,11 +140,20 @@ def test_runtime_lock_is_the_dev_lock_without_dev_tools() -> None:
         Marker(marker)  # every environment marker parses
 
 
+def test_bench_lock_is_the_dev_lock_plus_the_bench_extra() -> None:
+    """`make bench` installs what the tests run against, plus the yardsticks (vdirsyncer), at the same versions."""
+    dev, bench = _lock("requirements-dev.lock"), _lock("requirements-bench.lock")
+    assert set(dev) <= set(bench)
+    assert {name: pin[0] for name, pin in dev.items()} == {name: bench[name][0] for name in dev}
+    assert "vdirsyncer" in set(bench) - set(dev)
+
+
 def test_make_ci_and_image_install_from_the_locks() -> None:
     """The Makefile, and through it CI, and the Dockerfile install hash-checked from the locks, then the project alone."""
     makefile = (ROOT / "Makefile").read_text()
     assert "--require-hashes --no-deps -r requirements-dev.lock" in makefile
     assert "--require-hashes --no-deps -r requirements.lock" in makefile
+    assert "--require-hashes --no-deps -r requirements-bench.lock" in makefile
     assert "pip install" not in makefile.replace("$(PIP) install", "")  # no other install path
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "--require-hashes --no-deps -r requirements.lock" in dockerfile
