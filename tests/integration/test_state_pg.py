@@ -244,7 +244,7 @@ def test_check_reaches_the_state_database(
 ) -> None:
     """`check` says the PostgreSQL state is reachable, and fails naming the server (not a password)
     when nothing listens there."""
-    from tests.integration.conftest import free_port
+    from tests.servers import free_port
 
     practice = Practice(tmp_path / "p", state_url=pg_server.database())
     _setup(practice)
