@@ -64,11 +64,19 @@ class Tree:
         return {**env, "PYTHONPATH": str(self.path)}
 
 
+def _own_files(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, leaving out a symlink to an absolute path (an old commit holds
+    one, a venv link, which the filter would refuse for the whole archive)."""
+    if member.issym() and member.linkname.startswith("/"):
+        return None
+    return tarfile.data_filter(member, path)
+
+
 def _extract(ref: str, into: Path) -> Path:
     """The files of `ref` in a fresh folder (git archive: the repository is not touched)."""
     blob = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, capture_output=True, check=True)
     with tarfile.open(fileobj=io.BytesIO(blob.stdout)) as tar:
-        tar.extractall(into, filter="data")
+        tar.extractall(into, filter=_own_files)
     return into
 
 
