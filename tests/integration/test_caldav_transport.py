@@ -369,6 +369,8 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(scripted: _Server
 
 def test_digest_is_answered_when_the_server_asks_for_it(scripted: _Server, tmp_path: Path) -> None:
     """A 401 asking for Digest only is answered once with Digest credentials the server can check; later requests send them at once."""
+    # research/caldav-servers.md, Baïkal (sabre/dav): "Auth and discovery: Digest or Basic"; and
+    # "Preemptive Basic over HTTPS, with a one-time fallback to negotiation (Digest on Baïkal)"
     nonce = "dcd98b7102dd2f0e8b11d0f600bfb0c093"
 
     def digest_only(h: http.server.BaseHTTPRequestHandler) -> None:

@@ -1,6 +1,12 @@
 """The Google source, against the strict fake: an appointment the window moved past ages out of
 the cursor (it still exists: never reported removed), while one deleted is removed; a cursor of
-version 2 (no ends) is read incrementally, and still tells aged from deleted when the window moves."""
+version 2 (no ends) is read incrementally, and still tells aged from deleted when the window moves.
+
+Google's rules relied on (research/google-api.md): timeMin is an exclusive lower bound on an
+instance's end, so an appointment ending before the window's start is simply not listed ("timeMin /
+timeMax semantics"); a sync token cannot carry timeMin, so the "has anything changed?" check is not
+window-filtered ("Parameters you cannot combine with syncToken", "Windowing a full sync").
+"""
 
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ START = datetime(2026, 3, 11, 5, 0, tzinfo=UTC)
 
 def test_an_end_at_the_window_start_is_aged_and_one_after_it_is_not() -> None:
     """Ending exactly at the new start: Google no longer lists it; a minute later: it would be listed."""
+    # research/google-api.md, "timeMin / timeMax semantics": timeMin is an exclusive lower bound
+    # on an event's end (events.list discovery doc)
     known = {"a": START.isoformat(), "b": (START + timedelta(minutes=1)).isoformat()}
     assert _aged(known, "a", START) and not _aged(known, "b", START)
 
